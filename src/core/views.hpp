@@ -1,0 +1,174 @@
+// Validated, normalised descriptions of an op's operands. Plain structs, passed by value to the
+// CPU loops and to GPU kernels alike. All strides are in elements.
+#pragma once
+
+#include <cstdint>
+
+#include "gdn.h"
+#include "../common/numeric.hpp"
+
+namespace gdn {
+
+GDN_HD int dtype_bytes(int32_t dt) {
+  switch (dt) {
+    case GDN_DTYPE_F32: case GDN_DTYPE_I32: return 4;
+    case GDN_DTYPE_F16: case GDN_DTYPE_BF16: return 2;
+    case GDN_DTYPE_I64: return 8;
+    case GDN_DTYPE_F8_E4M3FN: case GDN_DTYPE_F8_E4M3FNUZ: case GDN_DTYPE_BOOL: return 1;
+    default: return 0;
+  }
+}
+
+// Loads/stores one float-ish element of a runtime dtype (F32, F16, BF16, FP8).
+GDN_HD float load_float(const void* p, int32_t dt) {
+  switch (dt) {
+    case GDN_DTYPE_F32: return *static_cast<const float*>(p);
+    case GDN_DTYPE_F16: return f16_to_f32(*static_cast<const uint16_t*>(p));
+    case GDN_DTYPE_BF16: return bf16_to_f32(*static_cast<const uint16_t*>(p));
+    case GDN_DTYPE_F8_E4M3FN: return e4m3_to_f32<false>(*static_cast<const uint8_t*>(p));
+    case GDN_DTYPE_F8_E4M3FNUZ: return e4m3_to_f32<true>(*static_cast<const uint8_t*>(p));
+    default: return 0.0f;
+  }
+}
+GDN_HD void store_float(void* p, int32_t dt, float x) {
+  switch (dt) {
+    case GDN_DTYPE_F32: *static_cast<float*>(p) = x; break;
+    case GDN_DTYPE_F16: *static_cast<uint16_t*>(p) = f32_to_f16(x); break;
+    case GDN_DTYPE_BF16: *static_cast<uint16_t*>(p) = f32_to_bf16(x); break;
+    case GDN_DTYPE_F8_E4M3FN: *static_cast<uint8_t*>(p) = f32_to_e4m3<false>(x); break;
+    case GDN_DTYPE_F8_E4M3FNUZ: *static_cast<uint8_t*>(p) = f32_to_e4m3<true>(x); break;
+    default: break;
+  }
+}
+GDN_HD float fp8_max(int32_t dt) { return dt == GDN_DTYPE_F8_E4M3FNUZ ? 240.0f : 448.0f; }
+
+// Integer element (I32, I64, BOOL).
+GDN_HD int64_t load_index(const void* p, int32_t dt) {
+  switch (dt) {
+    case GDN_DTYPE_I32: return *static_cast<const int32_t*>(p);
+    case GDN_DTYPE_I64: return *static_cast<const int64_t*>(p);
+    case GDN_DTYPE_BOOL: return *static_cast<const uint8_t*>(p) != 0;
+    default: return 0;
+  }
+}
+
+// A tensor of per-head vectors (D > 1) or per-head scalars (D == 1) with up to two leading dims.
+// Value head h lives at (h / r) * s_grp + (h % r) * s_in; a plain [.., H, D] tensor has r = 1.
+struct HeadView {
+  char* p = nullptr;
+  int32_t dt = GDN_DTYPE_INVALID;
+  int32_t r = 1;
+  int64_t s0 = 0, s1 = 0;  // leading strides (B / T, Tn)
+  int64_t s_grp = 0, s_in = 0;
+  GDN_HD bool present() const { return p != nullptr; }
+  GDN_HD char* at(int64_t i0, int64_t i1, int64_t h) const {
+    return p + int64_t(dtype_bytes(dt)) * (i0 * s0 + i1 * s1 + (h / r) * s_grp + (h % r) * s_in);
+  }
+};
+
+// A 1-D vector of floats or indices with a stride.
+struct VecView {
+  char* p = nullptr;
+  int32_t dt = GDN_DTYPE_INVALID;
+  int64_t n = 0, s = 0;
+  GDN_HD bool present() const { return p != nullptr; }
+  GDN_HD char* at(int64_t i) const { return p + int64_t(dtype_bytes(dt)) * i * s; }
+  GDN_HD float f(int64_t i) const { return load_float(at(i), dt); }
+  GDN_HD int64_t idx(int64_t i) const { return load_index(at(i), dt); }
+};
+
+// A 2-D view (rows x cols) with arbitrary strides.
+struct MatView {
+  char* p = nullptr;
+  int32_t dt = GDN_DTYPE_INVALID;
+  int64_t rows = 0, cols = 0, s_row = 0, s_col = 0;
+  GDN_HD bool present() const { return p != nullptr; }
+  GDN_HD char* at(int64_t i, int64_t j) const { return p + int64_t(dtype_bytes(dt)) * (i * s_row + j * s_col); }
+};
+
+// State pool [num_slots, H, K, V] with unit stride on V.
+struct StateView {
+  char* p = nullptr;
+  int32_t dt = GDN_DTYPE_INVALID;
+  int64_t num_slots = 0, s_slot = 0, s_h = 0, s_k = 0;
+  GDN_HD char* at(int64_t slot, int64_t h, int64_t i) const {
+    return p + int64_t(dtype_bytes(dt)) * (slot * s_slot + h * s_h + i * s_k);
+  }
+};
+
+// Conv state pool [num_slots, C, W-1].
+struct ConvStateView {
+  char* p = nullptr;
+  int32_t dt = GDN_DTYPE_INVALID;
+  int64_t num_slots = 0, s_slot = 0, s_c = 0, s_w = 0;
+  GDN_HD char* at(int64_t slot, int64_t c, int64_t j) const {
+    return p + int64_t(dtype_bytes(dt)) * (slot * s_slot + c * s_c + j * s_w);
+  }
+};
+
+struct LayerDims {
+  int64_t HK, HV, K, V, W;
+  int32_t layout;  // gdn_input_layout
+  int64_t conv_dim() const { return 2 * HK * K + HV * V; }
+  int64_t qkvz_dim() const { return 2 * HK * K + 2 * HV * V; }
+  // Column of conv channel c inside an input row.
+  GDN_HD int64_t conv_column(int64_t c) const {
+    if (layout == GDN_LAYOUT_PLAIN) return c;
+    const int64_t r = HV / HK, G = 2 * K + 2 * r * V;
+    if (c < HK * K) return (c / K) * G + c % K;                       // q
+    if (c < 2 * HK * K) return ((c - HK * K) / K) * G + K + c % K;    // k
+    const int64_t cv = c - 2 * HK * K;                                 // v: head hv = cv / V
+    return (cv / (r * V)) * G + 2 * K + cv % (r * V);
+  }
+};
+
+// Conv input/output rows are addressed by (sequence, token): update uses (b, t), prefill (0, t).
+// Columns have unit stride.
+struct RowView {
+  char* p = nullptr;
+  int32_t dt = GDN_DTYPE_INVALID;
+  int64_t s_seq = 0, s_tok = 0;
+  GDN_HD char* at(int64_t seq, int64_t tok, int64_t col) const {
+    return p + int64_t(dtype_bytes(dt)) * (seq * s_seq + tok * s_tok + col);
+  }
+};
+
+struct ConvProblem {
+  LayerDims d;
+  int32_t silu;
+  RowView x, out;
+  MatView weight;  // [conv_dim, W]
+  VecView bias;    // optional
+  ConvStateView state;
+  // update: num_seqs = B, tokens_per_seq = Tn; prefill: num_seqs = N, rows from cu_seqlens.
+  int64_t num_seqs, tokens_per_seq;
+  VecView cu_seqlens, slot_idx, has_initial;
+};
+
+struct GdnProblem {
+  LayerDims d;
+  bool l2norm;
+  float scale;
+  HeadView q, k, v, a, b, g, beta, out;
+  VecView A_log, dt_bias;
+  StateView state;
+  // decode: B sequences of Tn tokens each (leading dims [B, Tn]);
+  // prefill: leading dims [T], sequences from cu_seqlens.
+  int64_t num_seqs, tokens_per_seq, num_tokens;
+  VecView cu_seqlens, has_initial, num_accepted;
+  MatView slot_idx;  // decode: [B, 1] or [B, Tn]; prefill: [N, 1]
+  bool per_token_slots;  // decode with a [B, Tn] slot_idx (speculative decoding)
+  bool raw_gate;         // a, b, A_log, dt_bias given (else g, beta)
+};
+
+struct NormProblem {
+  LayerDims d;
+  float eps;
+  int64_t T;
+  HeadView x, z, out;
+  VecView weight;
+  MatView scales;  // fp8 only
+  int64_t group;   // fp8 only
+};
+
+}  // namespace gdn
