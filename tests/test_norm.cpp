@@ -1,1 +1,221 @@
+// norm_gated and norm_gated_fp8_quant against a float64 oracle; exact FP8 rounding cases.
+#include <cfloat>
+
+#include "fp8_ref.hpp"
 #include "test_util.hpp"
+
+using namespace gdnt;
+
+namespace {
+
+struct NormCase {
+  int64_t T, HK, HV, V;
+  Buf x, z, weight, out, scales;
+  bool grouped_z;
+  NormCase(const gdn_layer_config& c, int64_t tokens, gdn_dtype out_dt, uint64_t seed, bool grouped)
+      : T(tokens), HK(c.num_k_heads), HV(c.num_v_heads), V(c.head_v_dim), grouped_z(grouped) {
+    std::mt19937_64 rng(seed);
+    const gdn_dtype act = gdn_dtype(c.act_dtype);
+    x = Buf(act, {T, HV, V});
+    x.fill_uniform(rng, -3, 3);
+    // z lives inside a wider qkvz-like row: [T, HK, r, 2V] with z in the second half of each V pair.
+    z = Buf(act, {T, HV, 2 * V});
+    z.fill_uniform(rng, -4, 4);
+    weight = Buf(GDN_DTYPE_F32, {V});
+    weight.fill_uniform(rng, 0.5, 1.5);
+    out = Buf(out_dt, {T, HV, V});
+    out.poison();
+    scales = Buf(GDN_DTYPE_F32, {HV * V / c.fp8_group_size, T});  // column-major [T, G] storage
+    scales.poison();
+  }
+  double zval(int64_t t, int64_t h, int64_t j) const { return z.get((t * HV + h) * 2 * V + V + j); }
+  gdn_tensor z_view() const {
+    gdn_tensor v = z.view();
+    v.data = static_cast<char*>(v.data) + size_t(V) * gdn_dtype_size(z.dt);
+    if (!grouped_z) {
+      v.shape[2] = V;  // [T, HV, V] with strides (HV*2V, 2V, 1)
+      return v;
+    }
+    const int64_t r = HV / HK;
+    v.ndim = 4;
+    v.shape[0] = T, v.strides[0] = HV * 2 * V;
+    v.shape[1] = HK, v.strides[1] = r * 2 * V;
+    v.shape[2] = r, v.strides[2] = 2 * V;
+    v.shape[3] = V, v.strides[3] = 1;
+    return v;
+  }
+  gdn_tensor scales_view(int64_t groups) const {  // [T, G] with strides (1, T)
+    gdn_tensor v = scales.view();
+    v.shape[0] = T, v.strides[0] = 1;
+    v.shape[1] = groups, v.strides[1] = T;
+    return v;
+  }
+  std::vector<double> oracle(double eps) const {
+    std::vector<double> y(size_t(T * HV * V));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < HV; ++h) {
+        double ss = 0;
+        for (int64_t j = 0; j < V; ++j) ss += x.get((t * HV + h) * V + j) * x.get((t * HV + h) * V + j);
+        const double inv = 1.0 / std::sqrt(ss / double(V) + eps);
+        for (int64_t j = 0; j < V; ++j)
+          y[size_t((t * HV + h) * V + j)] = x.get((t * HV + h) * V + j) * inv * weight.get(j) * silu(zval(t, h, j));
+      }
+    return y;
+  }
+  gdn_norm_gated_args args() const {
+    auto a = make_args<gdn_norm_gated_args>();
+    a.x = x.view();
+    a.z = z_view();
+    a.weight = weight.view();
+    a.out = out.view();
+    return a;
+  }
+};
+
+struct NormParam {
+  int hk, hv, v;
+  gdn_dtype act, out;
+  bool grouped;
+};
+class Norm : public ::testing::TestWithParam<NormParam> {};
+
+TEST_P(Norm, GatedMatchesOracle) {
+  const NormParam P = GetParam();
+  Ctx ctx;
+  gdn_layer_config cfg = small_config(P.hk, P.hv, 16, P.v, P.act);
+  cfg.out_dtype = P.out;
+  Layer layer(ctx.ctx, cfg);
+  NormCase c(cfg, 37, P.out, 11, P.grouped);
+  auto a = c.args();
+  size_t bytes = 0;
+  ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, c.T, &bytes), GDN_SUCCESS);
+  Workspace ws;
+  ws.resize(bytes);
+  ASSERT_EQ(gdn_norm_gated(layer.layer, &a, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  const double tol = tol_for(P.out);
+  EXPECT_TRUE(close(c.out.values(), c.oracle(cfg.norm_eps), tol, tol, "out"));
+}
+
+TEST_P(Norm, Fp8QuantMatchesOracle) {
+  const NormParam P = GetParam();
+  Ctx ctx;
+  for (gdn_dtype f8 : {GDN_DTYPE_F8_E4M3FN, GDN_DTYPE_F8_E4M3FNUZ}) {
+    gdn_layer_config cfg = small_config(P.hk, P.hv, 16, P.v, P.act);
+    cfg.fp8_dtype = f8;
+    Layer layer(ctx.ctx, cfg);
+    const bool fnuz = f8 == GDN_DTYPE_F8_E4M3FNUZ;
+    NormCase c(cfg, 23, f8, 12, P.grouped);
+    const int64_t G = c.HV * c.V / cfg.fp8_group_size, gs = cfg.fp8_group_size;
+    auto a = c.args();
+    a.scales = c.scales_view(G);
+    size_t bytes = 0;
+    ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, c.T, &bytes), GDN_SUCCESS);
+    Workspace ws;
+    ws.resize(bytes);
+    ASSERT_EQ(gdn_norm_gated_fp8_quant(layer.layer, &a, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS)
+        << gdn_last_error_message();
+    const std::vector<double> y = c.oracle(cfg.norm_eps);
+    const double fmax = fnuz ? 240.0 : 448.0;
+    for (int64_t t = 0; t < c.T; ++t)
+      for (int64_t g = 0; g < G; ++g) {
+        double amax = 0;
+        for (int64_t i = g * gs; i < (g + 1) * gs; ++i) amax = std::max(amax, std::fabs(y[size_t(t * c.HV * c.V + i)]));
+        const double want_scale = std::max(amax / fmax, double(FLT_MIN)), got_scale = c.scales.get(g * c.T + t);
+        ASSERT_NEAR(got_scale, want_scale, 1e-5 * want_scale) << "t " << t << " group " << g;
+        for (int64_t i = g * gs; i < (g + 1) * gs; ++i) {
+          const double q = c.out.get(t * c.HV * c.V + i), exact = y[size_t(t * c.HV * c.V + i)] / want_scale;
+          // within half an e4m3 step (relative 2^-4) plus the subnormal step, and never past max
+          ASSERT_LE(std::fabs(q), fmax);
+          ASSERT_NEAR(q, exact, 0.0626 * std::fabs(exact) + std::ldexp(1.0, fnuz ? -11 : -10) + 1e-4)
+              << "t " << t << " i " << i;
+        }
+      }
+  }
+}
+
+const NormParam kNormParams[] = {
+    {2, 4, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, false},
+    {2, 4, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, true},
+    {1, 3, 64, GDN_DTYPE_F16, GDN_DTYPE_F16, true},
+    {2, 2, 256, GDN_DTYPE_F32, GDN_DTYPE_BF16, false},
+    {3, 6, 20, GDN_DTYPE_F32, GDN_DTYPE_F32, true},
+};
+INSTANTIATE_TEST_SUITE_P(Shapes, Norm, ::testing::ValuesIn(kNormParams),
+                         [](const ::testing::TestParamInfo<NormParam>& i) {
+                           const NormParam& p = i.param;
+                           return "hk" + std::to_string(p.hk) + "_hv" + std::to_string(p.hv) + "_v" +
+                                  std::to_string(p.v) + "_" + gdn_dtype_name(p.act) + "_out" +
+                                  gdn_dtype_name(p.out) + (p.grouped ? "_grouped" : "_plain");
+                         });
+
+// Exact FP8 cases through the API: x = 1 (rms 1 with eps 0), z = 32 (silu(z) == 32 in fp32),
+// weight w with max 448 (240): then scale = 32 exactly and the value quantised is exactly w.
+TEST(NormFp8, RoundsHalfEvenAndHitsMaxExactly) {
+  Ctx ctx;
+  for (bool fnuz : {false, true}) {
+    gdn_layer_config cfg = small_config(1, 1, 16, 128, GDN_DTYPE_F32);
+    cfg.norm_eps = 0.0f;
+    cfg.fp8_dtype = fnuz ? GDN_DTYPE_F8_E4M3FNUZ : GDN_DTYPE_F8_E4M3FN;
+    Layer layer(ctx.ctx, cfg);
+    const double fmax = fnuz ? 240.0 : 448.0, sub = std::ldexp(1.0, fnuz ? -10 : -9);
+    const std::vector<double> w = {fmax,      1.0625,   1.1875,   -1.0625, 0.5,       1.5 * sub, 2.5 * sub,
+                                   0.4 * sub, 0.6 * sub, -fmax,   3.0,     fmax - 1.0, 0.0,      -0.0};
+    Buf x(GDN_DTYPE_F32, {1, 1, 128}), z(GDN_DTYPE_F32, {1, 1, 128}), weight(GDN_DTYPE_F32, {128});
+    Buf out(cfg.fp8_dtype == GDN_DTYPE_F8_E4M3FN ? GDN_DTYPE_F8_E4M3FN : GDN_DTYPE_F8_E4M3FNUZ, {1, 1, 128});
+    Buf scales(GDN_DTYPE_F32, {1, 1});
+    for (int64_t j = 0; j < 128; ++j) {
+      x.set(j, 1.0);
+      z.set(j, 32.0);
+      weight.set(j, j < int64_t(w.size()) ? w[size_t(j)] : 0.25);
+    }
+    out.poison();
+    auto a = make_args<gdn_norm_gated_args>();
+    a.x = x.view();
+    a.z = z.view();
+    a.weight = weight.view();
+    a.out = out.view();
+    a.scales = scales.view();
+    size_t bytes = 0;
+    ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, 1, &bytes), GDN_SUCCESS);
+    Workspace ws;
+    ws.resize(bytes);
+    ASSERT_EQ(gdn_norm_gated_fp8_quant(layer.layer, &a, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS)
+        << gdn_last_error_message();
+    EXPECT_EQ(scales.get(0), 32.0);
+    for (int64_t j = 0; j < 128; ++j) {
+      const double wj = weight.get(j);
+      EXPECT_EQ(out.get(j), e4m3_round_ref(wj, fnuz)) << "w = " << wj << (fnuz ? " fnuz" : " fn");
+    }
+    EXPECT_EQ(out.get(1), 1.0);   // tie -> even
+    EXPECT_EQ(out.get(2), 1.25);  // tie -> even
+    EXPECT_EQ(out.get(0), fmax);
+  }
+}
+
+// An all-zero group: scale is FLT_MIN and every code is zero (no NaN from 0/0).
+TEST(NormFp8, ZeroGroupGivesTinyScaleAndZeros) {
+  Ctx ctx;
+  gdn_layer_config cfg = small_config(1, 2, 16, 128, GDN_DTYPE_BF16);
+  Layer layer(ctx.ctx, cfg);
+  Buf x(GDN_DTYPE_BF16, {2, 2, 128}), z(GDN_DTYPE_BF16, {2, 2, 128}), weight(GDN_DTYPE_F32, {128});
+  Buf out(GDN_DTYPE_F8_E4M3FN, {2, 2, 128}), scales(GDN_DTYPE_F32, {2, 2});
+  for (int64_t j = 0; j < 128; ++j) weight.set(j, 1.0);
+  std::mt19937_64 rng(3);
+  z.fill_uniform(rng, -1, 1);
+  out.poison();
+  auto a = make_args<gdn_norm_gated_args>();
+  a.x = x.view();
+  a.z = z.view();
+  a.weight = weight.view();
+  a.out = out.view();
+  a.scales = scales.view();
+  size_t bytes = 0;
+  ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, 2, &bytes), GDN_SUCCESS);
+  Workspace ws;
+  ws.resize(bytes);
+  ASSERT_EQ(gdn_norm_gated_fp8_quant(layer.layer, &a, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(scales.get(i), double(FLT_MIN));
+  for (double q : out.values()) EXPECT_EQ(q, 0.0);
+}
+
+}  // namespace

@@ -1,1 +1,119 @@
+// The portable conversions of src/common/numeric.hpp: exhaustive round trips and nearest-even
+// rounding against brute-force references.
+#include "fp8_ref.hpp"
 #include "test_util.hpp"
+
+using namespace gdn;
+
+namespace {
+
+float next_up(float x) { return std::nextafter(x, INFINITY); }
+
+TEST(Numeric, Bf16RoundTripsEveryCode) {
+  for (uint32_t c = 0; c < 65536; ++c) {
+    const float f = bf16_to_f32(uint16_t(c));
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(f))));
+      continue;
+    }
+    ASSERT_EQ(f32_to_bf16(f), uint16_t(c)) << c;
+  }
+}
+
+TEST(Numeric, Bf16RoundsToNearestEven) {
+  std::mt19937 rng(1);
+  for (int i = 0; i < 200000; ++i) {
+    const float x = bits_f32(rng());
+    if (!std::isfinite(x)) continue;
+    const uint16_t r = f32_to_bf16(x);
+    const double got = bf16_to_f32(r), lo = bf16_to_f32(uint16_t(f32_bits(x) >> 16));
+    const double hi = bf16_to_f32(uint16_t((f32_bits(x) >> 16) + 1));
+    if (std::isinf(hi) || std::isinf(lo)) continue;
+    const double el = std::fabs(double(x) - lo), eh = std::fabs(double(x) - hi);
+    const double want = el < eh ? lo : eh < el ? hi : ((f32_bits(x) >> 16) & 1 ? hi : lo);
+    ASSERT_EQ(got, want) << x;
+  }
+  EXPECT_EQ(f32_to_bf16(bits_f32(0x3f808000u)), 0x3f80);  // tie, even below
+  EXPECT_EQ(f32_to_bf16(bits_f32(0x3f818000u)), 0x3f82);  // tie, even above
+  EXPECT_EQ(f32_to_bf16(3.4e38f), 0x7f80);                // rounds up to inf
+}
+
+TEST(Numeric, F16RoundTripsEveryCodeAndRoundsToNearestEven) {
+  for (uint32_t c = 0; c < 65536; ++c) {
+    const float f = f16_to_f32(uint16_t(c));
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(f32_to_f16(f), uint16_t(c)) << c;
+  }
+  // Against the neighbouring fp16 values for random floats in fp16 range (normal and subnormal).
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> mag(-25.0f, 16.0f);
+  for (int i = 0; i < 200000; ++i) {
+    const float x = std::ldexp(1.0f + (rng() % 1000000) / 1e6f, int(mag(rng))) * ((rng() & 1) ? -1.0f : 1.0f);
+    const uint16_t r = f32_to_f16(x);
+    const double got = f16_to_f32(r);
+    if (std::isinf(got)) {
+      ASSERT_GE(std::fabs(x), 65520.0f);
+      continue;
+    }
+    const double up = f16_to_f32(uint16_t(r + 1)), down = f16_to_f32(uint16_t(r - 1));
+    const double e = std::fabs(double(x) - got);
+    if ((r & 0x7fff) != 0x7bff) {
+      ASSERT_LE(e, std::fabs(double(x) - up)) << x;
+    }
+    if ((r & 0x7fff) != 0) {
+      ASSERT_LE(e, std::fabs(double(x) - down)) << x;
+    }
+  }
+  EXPECT_EQ(f32_to_f16(65519.0f), 0x7bff);
+  EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00);
+  EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -25)), 0x0000);         // tie to even: 0
+  EXPECT_EQ(f32_to_f16(next_up(std::ldexp(1.0f, -25))), 0x0001);
+  EXPECT_EQ(f32_to_f16(std::ldexp(3.0f, -25)), 0x0002);         // 1.5 ulp: tie to even 2
+}
+
+template <bool FNUZ>
+void check_e4m3() {
+  for (int c = 0; c < 256; ++c) {
+    const float f = e4m3_to_f32<FNUZ>(uint8_t(c));
+    if (gdnt::e4m3_is_nan(c, FNUZ)) {
+      EXPECT_TRUE(std::isnan(f)) << c;
+      continue;
+    }
+    EXPECT_EQ(double(f), gdnt::e4m3_value(c, FNUZ)) << c;
+    if (FNUZ || c != 0x80) {
+      ASSERT_EQ(f32_to_e4m3<FNUZ>(f), uint8_t(c)) << c;
+    }
+  }
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> e(-14.0, 10.0);
+  for (int i = 0; i < 100000; ++i) {
+    const float x = float(std::ldexp(1.0 + (rng() % 4096) / 4096.0, int(e(rng))) * ((rng() & 1) ? -1 : 1));
+    ASSERT_EQ(double(e4m3_to_f32<FNUZ>(f32_to_e4m3<FNUZ>(x))), gdnt::e4m3_round_ref(x, FNUZ)) << x;
+  }
+  // Every midpoint between neighbouring codes goes to the even code.
+  for (int c = 0; c < 126; ++c) {
+    if (gdnt::e4m3_is_nan(c + 1, FNUZ)) break;
+    const double lo = gdnt::e4m3_value(c, FNUZ), hi = gdnt::e4m3_value(c + 1, FNUZ);
+    const float mid = float((lo + hi) / 2);
+    ASSERT_EQ(int(f32_to_e4m3<FNUZ>(mid)), (c & 1) ? c + 1 : c) << mid;
+  }
+  const float fmax = FNUZ ? 240.0f : 448.0f;
+  EXPECT_EQ(e4m3_to_f32<FNUZ>(f32_to_e4m3<FNUZ>(1e6f)), fmax);
+  EXPECT_EQ(e4m3_to_f32<FNUZ>(f32_to_e4m3<FNUZ>(-1e6f)), -fmax);
+  EXPECT_EQ(e4m3_to_f32<FNUZ>(f32_to_e4m3<FNUZ>(INFINITY)), fmax);
+  EXPECT_TRUE(std::isnan(e4m3_to_f32<FNUZ>(f32_to_e4m3<FNUZ>(NAN))));
+  EXPECT_EQ(f32_to_e4m3<FNUZ>(-0.0f), FNUZ ? 0x00 : 0x80);
+  EXPECT_EQ(f32_to_e4m3<FNUZ>(-1e-30f), FNUZ ? 0x00 : 0x80);
+}
+
+TEST(Numeric, E4m3fnExhaustiveAndNearestEven) { check_e4m3<false>(); }
+TEST(Numeric, E4m3fnuzExhaustiveAndNearestEven) { check_e4m3<true>(); }
+
+TEST(Numeric, GateMath) {
+  EXPECT_FLOAT_EQ(softplus(30.0f), 30.0f);
+  EXPECT_NEAR(softplus(0.0f), std::log(2.0), 1e-7);
+  EXPECT_NEAR(gate_g(0.5f, 0.3f, -0.2f), -std::exp(0.3) * std::log1p(std::exp(0.3)), 1e-6);
+  EXPECT_NEAR(sigmoid(-2.0f), 1.0 / (1.0 + std::exp(2.0)), 1e-7);
+}
+
+}  // namespace

@@ -1,1 +1,205 @@
-#include "test_util.hpp"
+// gdn_prefill against the float64 recurrent oracle, and against the library's own decode.
+#include "gdn_case.hpp"
+
+using namespace gdnt;
+
+namespace {
+
+struct PrefillParam {
+  int hk, hv, k, v;
+  gdn_dtype act, state;
+  std::vector<int64_t> lens;
+  bool raw, l2norm, grouped;
+};
+
+class Prefill : public ::testing::TestWithParam<PrefillParam> {};
+
+std::string name_of(const ::testing::TestParamInfo<PrefillParam>& info) {
+  const PrefillParam& p = info.param;
+  std::string s = "hk" + std::to_string(p.hk) + "_hv" + std::to_string(p.hv) + "_k" + std::to_string(p.k) + "_v" +
+                  std::to_string(p.v) + "_" + gdn_dtype_name(p.act) + "_s" + gdn_dtype_name(p.state) + "_n" +
+                  std::to_string(p.lens.size()) + (p.raw ? "_raw" : "_pre") + (p.l2norm ? "_l2" : "_nol2") +
+                  (p.grouped ? "_grp" : "");
+  return s;
+}
+
+template <class F>
+size_t ask(F query) {
+  size_t bytes = 0;
+  EXPECT_EQ(query(&bytes), GDN_SUCCESS) << gdn_last_error_message();
+  return bytes;
+}
+
+TEST_P(Prefill, MatchesOracle) {
+  const PrefillParam P = GetParam();
+  Ctx ctx;
+  gdn_layer_config cfg = small_config(P.hk, P.hv, P.k, P.v, P.act, P.state);
+  cfg.use_qk_l2norm = P.l2norm;
+  Layer layer(ctx.ctx, cfg);
+  const int64_t N = int64_t(P.lens.size());
+  int64_t T = 0;
+  for (int64_t l : P.lens) T += l;
+  const int64_t slots = N + 2;
+  GdnCase c(cfg, {T}, slots, 99 + uint64_t(T), P.raw);
+  c.grouped = P.grouped;
+  Buf cu(GDN_DTYPE_I32, {N + 1}), slot_idx(GDN_DTYPE_I32, {N}), has_init(GDN_DTYPE_BOOL, {N});
+  for (int64_t n = 0; n < N; ++n) {
+    cu.set(n + 1, cu.get(n) + double(P.lens[size_t(n)]));
+    slot_idx.set(n, double(slots - 1 - n));
+    has_init.set(n, n % 3 != 1);
+  }
+  if (N >= 3) slot_idx.set(2, GDN_PAD_SLOT);
+  const std::vector<double> pool0 = c.state.values();
+  std::vector<double> pool = pool0, want(size_t(c.out.numel()), 0.0);
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t slot = int64_t(slot_idx.get(n));
+    if (slot < 0) continue;
+    for (int64_t h = 0; h < c.HV; ++h) {
+      std::vector<double> S = has_init.get(n) != 0 ? c.head_state(pool0, slot, h) : std::vector<double>(size_t(c.K * c.V), 0.0);
+      c.run(S, int64_t(cu.get(n)), int64_t(cu.get(n + 1)), h, want);
+      c.put_head_state(pool, slot, h, S);
+    }
+  }
+  auto args = make_args<gdn_prefill_args>();
+  c.fill_args(args);
+  args.cu_seqlens = cu.view();
+  args.slot_idx = slot_idx.view();
+  args.has_initial_state = has_init.view();
+  Workspace ws;
+  ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer.layer, T, N, b); }));
+  ASSERT_EQ(gdn_prefill(layer.layer, &args, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  const double tol = tol_for(P.act);
+  EXPECT_TRUE(close(c.out.values(), want, tol, tol, "out"));
+  const double st = P.state == GDN_DTYPE_BF16 ? 1.2e-2 : 2e-4;
+  EXPECT_TRUE(close(c.state.values(), pool, st, st, "state"));
+}
+
+const PrefillParam kPrefillParams[] = {
+    {2, 4, 16, 32, GDN_DTYPE_F32, GDN_DTYPE_F32, {0, 1, 63, 64, 65, 130}, true, true, false},
+    {2, 4, 16, 32, GDN_DTYPE_BF16, GDN_DTYPE_F32, {7, 0, 200}, false, true, true},
+    {1, 3, 7, 5, GDN_DTYPE_F16, GDN_DTYPE_BF16, {1, 2, 3, 129}, true, true, false},
+    {3, 3, 9, 17, GDN_DTYPE_F32, GDN_DTYPE_F32, {100, 28}, true, false, false},
+    {4, 8, 64, 64, GDN_DTYPE_BF16, GDN_DTYPE_BF16, {70, 64}, false, true, true},
+    {2, 4, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, {300}, true, true, false},
+    {1, 2, 256, 64, GDN_DTYPE_F32, GDN_DTYPE_F32, {65, 3}, true, true, false},
+    {1, 1, 1, 1, GDN_DTYPE_F32, GDN_DTYPE_F32, {5, 0, 70}, true, true, false},
+    {0 + 1, 2, 64, 256, GDN_DTYPE_F32, GDN_DTYPE_F32, {}, true, true, false},
+};
+INSTANTIATE_TEST_SUITE_P(Shapes, Prefill, ::testing::ValuesIn(kPrefillParams), name_of);
+
+// The same sequence through prefill, and token by token through decode, from the same state.
+TEST(PrefillVsDecode, TokenByTokenDecodeEqualsPrefill) {
+  Ctx ctx;
+  gdn_layer_config cfg = small_config(2, 4, 32, 16, GDN_DTYPE_F32);
+  Layer layer(ctx.ctx, cfg);
+  const int64_t T = 150;
+  GdnCase pre(cfg, {T}, 2, 4242);
+  GdnCase dec(cfg, {1, T}, 2, 4242);  // same seed: same inputs and state
+  ASSERT_EQ(pre.state.bytes, dec.state.bytes);
+  Buf cu(GDN_DTYPE_I32, {2}), slot(GDN_DTYPE_I32, {1});
+  cu.set(1, double(T));
+  slot.set(0, 1);
+  auto pa = make_args<gdn_prefill_args>();
+  pre.fill_args(pa);
+  pa.cu_seqlens = cu.view();
+  pa.slot_idx = slot.view();
+  Workspace ws;
+  ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer.layer, T, 1, b); }));
+  ASSERT_EQ(gdn_prefill(layer.layer, &pa, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+
+  Workspace wd;
+  wd.resize(ask([&](size_t* b) { return gdn_decode_workspace_size(layer.layer, 1, 1, b); }));
+  for (int64_t t = 0; t < T; ++t) {  // one token per call, views into token t
+    auto da = make_args<gdn_decode_args>();
+    dec.fill_args(da);
+    for (gdn_tensor* x : {&da.q, &da.k, &da.v, &da.a, &da.b, &da.out}) {
+      x->data = static_cast<char*>(x->data) + size_t(t * x->strides[1]) * gdn_dtype_size(gdn_dtype(x->dtype));
+      x->shape[1] = 1;
+    }
+    da.slot_idx = slot.view();
+    ASSERT_EQ(gdn_decode(layer.layer, &da, wd.ptr(), wd.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  }
+  EXPECT_TRUE(close(dec.out.values(), pre.out.values(), 1e-4, 1e-4, "out"));
+  EXPECT_TRUE(close(dec.state.values(), pre.state.values(), 1e-4, 1e-4, "state"));
+}
+
+// Prefill of a prompt followed by decode steps equals prefill of the whole sequence.
+TEST(PrefillVsDecode, DecodeAfterPrefillEqualsWholePrefill) {
+  Ctx ctx;
+  gdn_layer_config cfg = small_config(2, 4, 32, 16, GDN_DTYPE_F32);
+  Layer layer(ctx.ctx, cfg);
+  const int64_t P = 97, D = 5, T = P + D;
+  GdnCase whole(cfg, {T}, 1, 555);
+  GdnCase split(cfg, {T}, 1, 555);
+  Buf cu(GDN_DTYPE_I32, {2}), slot(GDN_DTYPE_I32, {1}), no_init(GDN_DTYPE_BOOL, {1});
+  slot.set(0, 0);
+  Workspace ws;
+  ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer.layer, T, 1, b); }));
+  cu.set(1, double(T));
+  auto wa = make_args<gdn_prefill_args>();
+  whole.fill_args(wa);
+  wa.cu_seqlens = cu.view();
+  wa.slot_idx = slot.view();
+  wa.has_initial_state = no_init.view();
+  ASSERT_EQ(gdn_prefill(layer.layer, &wa, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS);
+
+  auto sa = make_args<gdn_prefill_args>();
+  split.fill_args(sa);
+  for (gdn_tensor* x : {&sa.q, &sa.k, &sa.v, &sa.a, &sa.b, &sa.out}) x->shape[0] = P;
+  Buf cu_p(GDN_DTYPE_I32, {2});
+  cu_p.set(1, double(P));
+  sa.cu_seqlens = cu_p.view();
+  sa.slot_idx = slot.view();
+  sa.has_initial_state = no_init.view();
+  ASSERT_EQ(gdn_prefill(layer.layer, &sa, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  // The D remaining tokens as one decode call of Tn = D: [T, H, X] viewed as [1, D, H, X].
+  auto da = make_args<gdn_decode_args>();
+  split.fill_args(da);
+  for (gdn_tensor* x : {&da.q, &da.k, &da.v, &da.a, &da.b, &da.out}) {
+    gdn_tensor y = *x;
+    y.data = static_cast<char*>(x->data) + size_t(P * x->strides[0]) * gdn_dtype_size(gdn_dtype(x->dtype));
+    y.ndim = x->ndim + 1;
+    y.shape[0] = 1;
+    y.strides[0] = D * x->strides[0];
+    y.shape[1] = D;
+    y.strides[1] = x->strides[0];
+    for (int i = 1; i < x->ndim; ++i) {
+      y.shape[i + 1] = x->shape[i];
+      y.strides[i + 1] = x->strides[i];
+    }
+    *x = y;
+  }
+  da.slot_idx = slot.view();
+  Workspace wd;
+  wd.resize(ask([&](size_t* b) { return gdn_decode_workspace_size(layer.layer, 1, D, b); }));
+  ASSERT_EQ(gdn_decode(layer.layer, &da, wd.ptr(), wd.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  EXPECT_TRUE(close(split.out.values(), whole.out.values(), 1e-4, 1e-4, "out"));
+  EXPECT_TRUE(close(split.state.values(), whole.state.values(), 1e-4, 1e-4, "state"));
+}
+
+// has_initial_state absent: every sequence continues from its slot.
+TEST(PrefillFlags, AbsentHasInitialMeansContinue) {
+  Ctx ctx;
+  gdn_layer_config cfg = small_config(1, 2, 8, 8, GDN_DTYPE_F32);
+  Layer layer(ctx.ctx, cfg);
+  GdnCase c(cfg, {10}, 1, 8);
+  Buf cu(GDN_DTYPE_I64, {2}), slot(GDN_DTYPE_I32, {1});
+  cu.set(1, 10);
+  std::vector<double> pool = c.state.values(), want(size_t(c.out.numel()));
+  for (int64_t h = 0; h < 2; ++h) {
+    auto S = c.head_state(pool, 0, h);
+    c.run(S, 0, 10, h, want);
+    c.put_head_state(pool, 0, h, S);
+  }
+  auto a = make_args<gdn_prefill_args>();
+  c.fill_args(a);
+  a.cu_seqlens = cu.view();
+  a.slot_idx = slot.view();
+  Workspace ws;
+  ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer.layer, 10, 1, b); }));
+  ASSERT_EQ(gdn_prefill(layer.layer, &a, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  EXPECT_TRUE(close(c.out.values(), want, 2e-4, 2e-4, "out"));
+  EXPECT_TRUE(close(c.state.values(), pool, 2e-4, 2e-4, "state"));
+}
+
+}  // namespace

@@ -41,6 +41,25 @@ int64_t last_offset(const gdn_tensor& t, const char* name) {
   }
   return off;
 }
+
+// Outputs must not overlap themselves: sorted by stride, each stride exceeds the span of the
+// dimensions inside it.
+void check_no_self_overlap(const gdn_tensor& t, const char* name) {
+  int order[GDN_MAX_DIMS];
+  int m = 0;
+  for (int i = 0; i < t.ndim; ++i)
+    if (t.shape[i] > 1) order[m++] = i;
+  for (int j = 1; j < m; ++j)  // insertion sort by stride (m <= GDN_MAX_DIMS)
+    for (int i = j; i > 0 && t.strides[order[i]] < t.strides[order[i - 1]]; --i) std::swap(order[i], order[i - 1]);
+  int64_t span = 0;
+  for (int j = 0; j < m; ++j) {
+    const int i = order[j];
+    if (t.strides[i] <= span)
+      fail(GDN_ERROR_BAD_STRIDE, "%s: output view overlaps itself (stride %lld in dim %d)", name,
+           (long long)t.strides[i], i);
+    span += (t.shape[i] - 1) * t.strides[i];
+  }
+}
 }  // namespace
 
 bool tensor_absent(const gdn_tensor& t) { return t.data == nullptr && t.ndim == 0; }
@@ -78,7 +97,8 @@ void check_rank_shape(const gdn_tensor& t, const char* name, std::initializer_li
   }
 }
 
-void check_common(const gdn_tensor& t, const char* name, std::initializer_list<int32_t> dtypes, bool output) {
+void check_common(const gdn_tensor& t, const char* name, std::initializer_list<int32_t> dtypes) {
+  if (tensor_absent(t)) fail(GDN_ERROR_NULL_POINTER, "%s is missing (data NULL, ndim 0)", name);
   if (t.ndim < 0 || t.ndim > GDN_MAX_DIMS)
     fail(GDN_ERROR_BAD_SHAPE, "%s: ndim %d out of range 0..%d", name, t.ndim, GDN_MAX_DIMS);
   check_dtype(t, name, dtypes);
@@ -100,30 +120,12 @@ void check_common(const gdn_tensor& t, const char* name, std::initializer_list<i
   const int64_t last = last_offset(t, name);
   if (uintptr_t(last + 1) * es > UINTPTR_MAX - reinterpret_cast<uintptr_t>(t.data))
     fail(GDN_ERROR_SIZE_OVERFLOW, "%s: view runs past the end of the address space", name);
-  if (output) {
-    // Outputs must not overlap themselves: sorted by stride, each stride exceeds the span of
-    // the dimensions inside it.
-    int order[GDN_MAX_DIMS];
-    int m = 0;
-    for (int i = 0; i < t.ndim; ++i)
-      if (t.shape[i] > 1) order[m++] = i;
-    for (int j = 1; j < m; ++j)  // insertion sort by stride (m <= GDN_MAX_DIMS)
-      for (int i = j; i > 0 && t.strides[order[i]] < t.strides[order[i - 1]]; --i) std::swap(order[i], order[i - 1]);
-    int64_t span = 0;
-    for (int j = 0; j < m; ++j) {
-      const int i = order[j];
-      if (t.strides[i] <= span)
-        fail(GDN_ERROR_BAD_STRIDE, "%s: output view overlaps itself (stride %lld in dim %d)", name,
-             (long long)t.strides[i], i);
-      span += (t.shape[i] - 1) * t.strides[i];
-    }
-  }
 }
 
 bool Operands::add(const gdn_tensor& t, const char* name, std::initializer_list<int32_t> dtypes,
                    std::initializer_list<int64_t> shape, bool output, bool optional) {
   if (optional && tensor_absent(t)) return false;
-  check_common(t, name, dtypes, output);
+  check_common(t, name, dtypes);
   check_rank_shape(t, name, shape);
   record(t, name, output);
   return true;
@@ -131,6 +133,7 @@ bool Operands::add(const gdn_tensor& t, const char* name, std::initializer_list<
 
 void Operands::record(const gdn_tensor& t, const char* name, bool output) {
   if (numel(t) == 0) return;
+  if (output) check_no_self_overlap(t, name);
   if (n_ >= int(sizeof ranges_ / sizeof ranges_[0])) fail(GDN_ERROR_INTERNAL, "too many operands");
   const size_t es = gdn_dtype_size(gdn_dtype(t.dtype));
   const uintptr_t lo = reinterpret_cast<uintptr_t>(t.data);
@@ -161,7 +164,7 @@ HeadView head_view(Operands& ops, const gdn_tensor& t, const char* name, std::in
                    bool optional) {
   HeadView v;
   if (optional && tensor_absent(t)) return v;
-  check_common(t, name, dtypes, output);
+  check_common(t, name, dtypes);
   const int L = int(lead.size());
   const int plain_rank = L + 1 + (D > 0 ? 1 : 0);
   const bool grouped = groups > 0 && t.ndim == plain_rank + 1;

@@ -36,8 +36,9 @@ class Operands {
   int n_ = 0;
 };
 
-// Common per-tensor checks (everything except the shape itself).
-void check_common(const gdn_tensor& t, const char* name, std::initializer_list<int32_t> dtypes, bool output);
+// Common per-tensor checks (everything except the shape itself): present, dtype, sizes,
+// strides, alignment, overflow.
+void check_common(const gdn_tensor& t, const char* name, std::initializer_list<int32_t> dtypes);
 void check_dtype(const gdn_tensor& t, const char* name, std::initializer_list<int32_t> dtypes);
 void check_rank_shape(const gdn_tensor& t, const char* name, std::initializer_list<int64_t> shape);
 int64_t numel(const gdn_tensor& t);

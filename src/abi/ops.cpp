@@ -28,7 +28,7 @@ gdn_status write_size(size_t* bytes, size_t value) {
 // Sequence boundaries: on the CPU backend (host memory) the contents are checked too; GPU
 // kernels clamp them instead, since the host never reads device memory.
 VecView cu_seqlens_view(Operands& ops, const gdn_layer_s& L, const gdn_tensor& t, int64_t T, int64_t* N) {
-  check_common(t, "cu_seqlens", {GDN_DTYPE_I32, GDN_DTYPE_I64}, false);
+  check_common(t, "cu_seqlens", {GDN_DTYPE_I32, GDN_DTYPE_I64});
   if (t.ndim != 1 || t.shape[0] < 1) fail(GDN_ERROR_BAD_SHAPE, "cu_seqlens: expected [N+1] with N >= 0");
   *N = t.shape[0] - 1;
   VecView v = vec_view(ops, t, "cu_seqlens", t.shape[0], {GDN_DTYPE_I32, GDN_DTYPE_I64});
@@ -64,7 +64,7 @@ void conv_common(Operands& ops, const gdn_layer_s& L, const gdn_tensor& weight, 
 // x / out rows: leading dims given, last dim x_cols / conv_dim, unit column stride.
 RowView conv_rows(Operands& ops, const gdn_tensor& t, const char* name, int32_t act, int lead, int64_t cols,
                   bool at_least, bool output) {
-  check_common(t, name, {act}, output);
+  check_common(t, name, {act});
   if (t.ndim != lead + 1)
     fail(GDN_ERROR_BAD_SHAPE, "%s: rank %d, expected %d", name, t.ndim, lead + 1);
   const int64_t got = t.shape[lead];
@@ -118,7 +118,7 @@ void gdn_common(const gdn_layer_s& L, GdnProblem* p) {
 void norm_problem(Operands& ops, const gdn_layer_s& L, const gdn_norm_gated_args& a, bool fp8, NormProblem* p) {
   const LayerDims& d = L.dims;
   const int32_t act = L.cfg.act_dtype;
-  check_common(a.x, "x", {act}, false);
+  check_common(a.x, "x", {act});
   if (a.x.ndim != 3) fail(GDN_ERROR_BAD_SHAPE, "x: rank %d, expected [T, HV, V]", a.x.ndim);
   const int64_t T = a.x.shape[0];
   p->d = d;
@@ -175,7 +175,7 @@ GDN_API gdn_status gdn_conv_update(gdn_layer layer, const gdn_conv_update_args* 
     Operands ops;
     ConvProblem p{};
     conv_common(ops, L, a.weight, a.bias, a.conv_state, &p);
-    check_common(a.x, "x", {L.cfg.act_dtype}, false);
+    check_common(a.x, "x", {L.cfg.act_dtype});
     if (a.x.ndim != 2 && a.x.ndim != 3) fail(GDN_ERROR_BAD_SHAPE, "x: rank %d, expected [B, C] or [B, Tn, C]", a.x.ndim);
     const int lead = a.x.ndim - 1;
     const int64_t B = a.x.shape[0], Tn = lead == 2 ? a.x.shape[1] : 1;
@@ -212,7 +212,7 @@ GDN_API gdn_status gdn_conv_prefill(gdn_layer layer, const gdn_conv_prefill_args
     Operands ops;
     ConvProblem p{};
     conv_common(ops, L, a.weight, a.bias, a.conv_state, &p);
-    check_common(a.x, "x", {L.cfg.act_dtype}, false);
+    check_common(a.x, "x", {L.cfg.act_dtype});
     if (a.x.ndim != 2) fail(GDN_ERROR_BAD_SHAPE, "x: rank %d, expected [T, C]", a.x.ndim);
     const int64_t T = a.x.shape[0];
     p.x = conv_rows(ops, a.x, "x", L.cfg.act_dtype, 1, conv_input_width(L.dims), L.dims.layout == GDN_LAYOUT_PLAIN,
@@ -254,7 +254,7 @@ GDN_API gdn_status gdn_decode(gdn_layer layer, const gdn_decode_args* args, void
     Operands ops;
     GdnProblem p{};
     gdn_common(L, &p);
-    check_common(a.q, "q", {act}, false);
+    check_common(a.q, "q", {act});
     if (a.q.ndim != 4) fail(GDN_ERROR_BAD_SHAPE, "q: rank %d, expected [B, Tn, HK, K]", a.q.ndim);
     const int64_t B = a.q.shape[0], Tn = a.q.shape[1];
     p.q = head_view(ops, a.q, "q", {B, Tn}, d.HK, 0, d.K, {act}, false);
@@ -262,7 +262,7 @@ GDN_API gdn_status gdn_decode(gdn_layer layer, const gdn_decode_args* args, void
     p.v = head_view(ops, a.v, "v", {B, Tn}, d.HV, d.HK, d.V, {act}, false);
     gate_views(ops, L, a.a, a.b, a.A_log, a.dt_bias, a.g, a.beta, {B, Tn}, &p);
     p.state = state_view(ops, L, a.state);
-    check_common(a.slot_idx, "slot_idx", {GDN_DTYPE_I32}, false);
+    check_common(a.slot_idx, "slot_idx", {GDN_DTYPE_I32});
     if (a.slot_idx.ndim == 2) {
       ops.add(a.slot_idx, "slot_idx", {GDN_DTYPE_I32}, {B, Tn}, false);
       p.slot_idx = MatView{static_cast<char*>(a.slot_idx.data), a.slot_idx.dtype, B, Tn, a.slot_idx.strides[0],
@@ -305,7 +305,7 @@ GDN_API gdn_status gdn_prefill(gdn_layer layer, const gdn_prefill_args* args, vo
     Operands ops;
     GdnProblem p{};
     gdn_common(L, &p);
-    check_common(a.q, "q", {act}, false);
+    check_common(a.q, "q", {act});
     if (a.q.ndim != 3) fail(GDN_ERROR_BAD_SHAPE, "q: rank %d, expected [T, HK, K]", a.q.ndim);
     const int64_t T = a.q.shape[0];
     p.q = head_view(ops, a.q, "q", {T}, d.HK, 0, d.K, {act}, false);
