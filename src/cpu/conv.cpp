@@ -21,15 +21,18 @@ void conv_block(const ConvProblem& p, int64_t seq, int64_t t0, int64_t t1, int64
   }
   int64_t col[kBlock];
   for (int64_t i = 0; i < n; ++i) col[i] = p.d.conv_column(c0 + i);
+  float xs[kBlock], ys[kBlock];
   for (int64_t t = t0; t < t1; ++t) {
+    gather_row(p.x.at(seq, t, 0), p.x.dt, col, n, xs);
     for (int64_t i = 0; i < n; ++i) {
-      const float x = load_float(p.x.at(seq, t, col[i]), p.x.dt);
+      const float x = xs[i];
       float acc = bias[i] + w[i][W - 1] * x;
       for (int64_t j = 0; j < W - 1; ++j) acc += w[i][j] * win[i][j];
       for (int64_t j = 0; j + 1 < W - 1; ++j) win[i][j] = win[i][j + 1];
       if (W > 1) win[i][W - 2] = x;
-      store_float(p.out.at(seq, t, c0 + i), p.out.dt, p.silu ? silu(acc) : acc);
+      ys[i] = p.silu ? silu(acc) : acc;
     }
+    store_row(p.out.at(seq, t, c0), p.out.dt, n, ys);
   }
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < W - 1; ++j) store_float(p.state.at(slot, c0 + i, j), p.state.dt, win[i][j]);
@@ -43,7 +46,7 @@ void zero_block(const ConvProblem& p, int64_t seq, int64_t t0, int64_t t1, int64
 
 void conv_update(ThreadPool& pool, const ConvProblem& p) {
   const int64_t C = p.d.conv_dim(), blocks = (C + kBlock - 1) / kBlock;
-  pool.parallel_for(p.num_seqs * blocks, 8, [&](int64_t begin, int64_t end, int32_t) {
+  pool.parallel_for(p.num_seqs * blocks, 4, [&](int64_t begin, int64_t end, int32_t) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t b = item / blocks, c0 = (item % blocks) * kBlock, c1 = c0 + kBlock < C ? c0 + kBlock : C;
       const int64_t slot = p.slot_idx.idx(b);

@@ -36,6 +36,8 @@ class Arena {
 void load_row(const void* src, int32_t dt, int64_t n, float* dst);
 void store_row(void* dst, int32_t dt, int64_t n, const float* src);
 void zero_row(void* dst, int32_t dt, int64_t n);
+// dst[i] = src[cols[i]]
+void gather_row(const void* src, int32_t dt, const int64_t* cols, int64_t n, float* dst);
 
 size_t decode_scratch_floats(const LayerDims& d);
 size_t prefill_scratch_floats(const LayerDims& d);

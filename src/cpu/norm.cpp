@@ -7,19 +7,20 @@
 
 namespace gdn::cpu {
 
-size_t norm_scratch_floats(const LayerDims& d) { return Arena::need({d.HV * d.V, d.V}); }
+size_t norm_scratch_floats(const LayerDims& d) { return Arena::need({d.HV * d.V, d.V, d.V}); }
 
 namespace {
 
 // y = x * rsqrt(mean(x^2) + eps) * weight * silu(z) for one head; z is scratch and overwritten.
-void norm_head(const NormProblem& p, int64_t t, int64_t h, float* __restrict y, float* __restrict z) {
+void norm_head(const NormProblem& p, int64_t t, int64_t h, const float* __restrict w, float* __restrict y,
+               float* __restrict z) {
   const int64_t V = p.d.V;
   load_row(p.x.at(t, 0, h), p.x.dt, V, y);
   load_row(p.z.at(t, 0, h), p.z.dt, V, z);
   float ss = 0.0f;
   for (int64_t j = 0; j < V; ++j) ss += y[j] * y[j];
   const float inv = 1.0f / std::sqrt(ss / float(V) + p.eps);
-  for (int64_t j = 0; j < V; ++j) y[j] = y[j] * inv * p.weight.f(j) * silu(z[j]);
+  for (int64_t j = 0; j < V; ++j) y[j] = y[j] * inv * w[j] * silu(z[j]);
 }
 
 }  // namespace
@@ -30,9 +31,10 @@ void norm_gated(ThreadPool& pool, const NormProblem& p, bool fp8, void* ws, size
   (void)ws_bytes;
   pool.parallel_for(p.T, 4, [&](int64_t begin, int64_t end, int32_t tid) {
     Arena arena(static_cast<char*>(ws) + size_t(tid) * per_thread, per_thread);
-    float *y = arena.floats(HV * V), *z = arena.floats(V);
+    float *y = arena.floats(HV * V), *z = arena.floats(V), *w = arena.floats(V);
+    for (int64_t j = 0; j < V; ++j) w[j] = p.weight.f(j);
     for (int64_t t = begin; t < end; ++t) {
-      for (int64_t h = 0; h < HV; ++h) norm_head(p, t, h, y + h * V, z);
+      for (int64_t h = 0; h < HV; ++h) norm_head(p, t, h, w, y + h * V, z);
       if (!fp8) {
         for (int64_t h = 0; h < HV; ++h) store_row(p.out.at(t, 0, h), p.out.dt, V, y + h * V);
         continue;
@@ -42,10 +44,10 @@ void norm_gated(ThreadPool& pool, const NormProblem& p, bool fp8, void* ws, size
         float amax = 0.0f;
         for (int64_t c = g0; c < g0 + p.group; ++c) amax = std::fmax(amax, std::fabs(y[c]));
         const float scale = std::fmax(amax / fmax, FLT_MIN);
-        for (int64_t c = g0; c < g0 + p.group; ++c)
-          store_float(p.out.at(t, 0, c / V) + (c % V) * dtype_bytes(p.out.dt), p.out.dt, y[c] / scale);
+        for (int64_t c = g0; c < g0 + p.group; ++c) y[c] /= scale;
         store_float(p.scales.at(t, g0 / p.group), p.scales.dt, scale);
       }
+      for (int64_t h = 0; h < HV; ++h) store_row(p.out.at(t, 0, h), p.out.dt, V, y + h * V);
     }
   });
 }
