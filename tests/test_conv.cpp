@@ -84,6 +84,9 @@ struct ConvParam {
   gdn_dtype act, state;
   bool grouped, silu, bias;
 };
+// Parameters are spelled out in the test name; keep ctest names short.
+void PrintTo(const ConvParam&, std::ostream* os) { *os << "(see name)"; }
+
 
 class Conv : public ::testing::TestWithParam<ConvParam> {
  protected:

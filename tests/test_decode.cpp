@@ -11,6 +11,9 @@ struct DecodeParam {
   int batch, tn;
   bool raw, l2norm, grouped;
 };
+// Parameters are spelled out in the test name; keep ctest names short.
+void PrintTo(const DecodeParam&, std::ostream* os) { *os << "(see name)"; }
+
 
 std::string name_of(const ::testing::TestParamInfo<DecodeParam>& info) {
   const DecodeParam& p = info.param;

@@ -77,6 +77,9 @@ struct NormParam {
   gdn_dtype act, out;
   bool grouped;
 };
+// Parameters are spelled out in the test name; keep ctest names short.
+void PrintTo(const NormParam&, std::ostream* os) { *os << "(see name)"; }
+
 class Norm : public ::testing::TestWithParam<NormParam> {};
 
 TEST_P(Norm, GatedMatchesOracle) {

@@ -11,6 +11,9 @@ struct PrefillParam {
   std::vector<int64_t> lens;
   bool raw, l2norm, grouped;
 };
+// Parameters are spelled out in the test name; keep ctest names short.
+void PrintTo(const PrefillParam&, std::ostream* os) { *os << "(see name)"; }
+
 
 class Prefill : public ::testing::TestWithParam<PrefillParam> {};
 
