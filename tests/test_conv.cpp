@@ -140,7 +140,7 @@ TEST_P(Conv, UpdateMatchesOracle) {
     ASSERT_EQ(gdn_conv_update_workspace_size(layer.layer, B, Tn, &bytes), GDN_SUCCESS);
     Workspace ws;
     ws.resize(bytes);
-    ASSERT_EQ(gdn_conv_update(layer.layer, &a, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+    ASSERT_EQ(call(gdn_conv_update, layer.layer, &a, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
     const double tol = tol_for(P.act);
     EXPECT_TRUE(close(c.out.values(), want, tol, tol, "out"));
     EXPECT_TRUE(close(c.state.values(), pool, 0, 0, "conv_state"));  // inputs move exactly
@@ -182,7 +182,7 @@ TEST_P(Conv, PrefillMatchesOracleAndContinuesIntoUpdate) {
   ASSERT_EQ(gdn_conv_prefill_workspace_size(layer.layer, T, N, &bytes), GDN_SUCCESS);
   Workspace ws;
   ws.resize(bytes);
-  ASSERT_EQ(gdn_conv_prefill(layer.layer, &a, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  ASSERT_EQ(call(gdn_conv_prefill, layer.layer, &a, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
   const double tol = tol_for(P.act);
   EXPECT_TRUE(close(c.out.values(), want, tol, tol, "out"));
   EXPECT_TRUE(close(c.state.values(), pool, 0, 0, "conv_state"));
@@ -204,7 +204,7 @@ TEST_P(Conv, PrefillMatchesOracleAndContinuesIntoUpdate) {
   if (P.bias) u.bias = next.bias.view();
   u.conv_state = next.state.view();
   u.slot_idx = slot_idx.view();
-  ASSERT_EQ(gdn_conv_update(layer.layer, &u, nullptr, 0, nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  ASSERT_EQ(call(gdn_conv_update, layer.layer, &u, nullptr, 0), GDN_SUCCESS) << gdn_last_error_message();
   EXPECT_TRUE(close(next.out.values(), want2, tol, tol, "update out"));
   EXPECT_TRUE(close(next.state.values(), pool2, 0, 0, "update conv_state"));
 }

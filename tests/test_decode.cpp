@@ -60,7 +60,7 @@ TEST_P(Decode, MatchesOracle) {
   ASSERT_EQ(gdn_decode_workspace_size(layer.layer, B, Tn, &bytes), GDN_SUCCESS);
   Workspace ws;
   ws.resize(bytes);
-  ASSERT_EQ(gdn_decode(layer.layer, &args, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  ASSERT_EQ(call(gdn_decode, layer.layer, &args, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
   const double tol = tol_for(P.act);
   EXPECT_TRUE(close(c.out.values(), want, tol, tol, "out"));
   EXPECT_TRUE(close(c.state.values(), pool, state_tol(P.state), state_tol(P.state), "state"));
@@ -123,7 +123,7 @@ TEST(DecodeSpec, PerTokenSlots) {
   size_t bytes = 0;
   ASSERT_EQ(gdn_decode_workspace_size(layer.layer, B, Tn, &bytes), GDN_SUCCESS);
   ws.resize(bytes);
-  ASSERT_EQ(gdn_decode(layer.layer, &args, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  ASSERT_EQ(call(gdn_decode, layer.layer, &args, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
   EXPECT_TRUE(close(c.out.values(), want, 2e-4, 2e-4, "out"));
   EXPECT_TRUE(close(c.state.values(), pool, 5e-5, 5e-5, "state"));
 }
@@ -147,7 +147,7 @@ TEST(DecodeSpec, BadAcceptedCountSkipsRow) {
   size_t bytes = 0;
   ASSERT_EQ(gdn_decode_workspace_size(layer.layer, 2, 2, &bytes), GDN_SUCCESS);
   ws.resize(bytes);
-  ASSERT_EQ(gdn_decode(layer.layer, &args, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS);
+  ASSERT_EQ(call(gdn_decode, layer.layer, &args, ws.ptr(), ws.size()), GDN_SUCCESS);
   for (double x : c.out.values()) EXPECT_EQ(x, 0.0);
   EXPECT_EQ(c.state.bytes, pool0);
 }

@@ -94,7 +94,7 @@ TEST_P(Norm, GatedMatchesOracle) {
   ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, c.T, &bytes), GDN_SUCCESS);
   Workspace ws;
   ws.resize(bytes);
-  ASSERT_EQ(gdn_norm_gated(layer.layer, &a, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  ASSERT_EQ(call(gdn_norm_gated, layer.layer, &a, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
   const double tol = tol_for(P.out);
   EXPECT_TRUE(close(c.out.values(), c.oracle(cfg.norm_eps), tol, tol, "out"));
 }
@@ -115,7 +115,7 @@ TEST_P(Norm, Fp8QuantMatchesOracle) {
     ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, c.T, &bytes), GDN_SUCCESS);
     Workspace ws;
     ws.resize(bytes);
-    ASSERT_EQ(gdn_norm_gated_fp8_quant(layer.layer, &a, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS)
+    ASSERT_EQ(call(gdn_norm_gated_fp8_quant, layer.layer, &a, ws.ptr(), ws.size()), GDN_SUCCESS)
         << gdn_last_error_message();
     const std::vector<double> y = c.oracle(cfg.norm_eps);
     const double fmax = fnuz ? 240.0 : 448.0;
@@ -182,7 +182,7 @@ TEST(NormFp8, RoundsHalfEvenAndHitsMaxExactly) {
     ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, 1, &bytes), GDN_SUCCESS);
     Workspace ws;
     ws.resize(bytes);
-    ASSERT_EQ(gdn_norm_gated_fp8_quant(layer.layer, &a, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS)
+    ASSERT_EQ(call(gdn_norm_gated_fp8_quant, layer.layer, &a, ws.ptr(), ws.size()), GDN_SUCCESS)
         << gdn_last_error_message();
     EXPECT_EQ(scales.get(0), 32.0);
     for (int64_t j = 0; j < 128; ++j) {
@@ -216,7 +216,7 @@ TEST(NormFp8, ZeroGroupGivesTinyScaleAndZeros) {
   ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, 2, &bytes), GDN_SUCCESS);
   Workspace ws;
   ws.resize(bytes);
-  ASSERT_EQ(gdn_norm_gated_fp8_quant(layer.layer, &a, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS);
+  ASSERT_EQ(call(gdn_norm_gated_fp8_quant, layer.layer, &a, ws.ptr(), ws.size()), GDN_SUCCESS);
   for (int i = 0; i < 4; ++i) EXPECT_EQ(scales.get(i), double(FLT_MIN));
   for (double q : out.values()) EXPECT_EQ(q, 0.0);
 }

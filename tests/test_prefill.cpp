@@ -70,7 +70,7 @@ TEST_P(Prefill, MatchesOracle) {
   args.has_initial_state = has_init.view();
   Workspace ws;
   ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer.layer, T, N, b); }));
-  ASSERT_EQ(gdn_prefill(layer.layer, &args, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  ASSERT_EQ(call(gdn_prefill, layer.layer, &args, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
   const double tol = tol_for(P.act);
   EXPECT_TRUE(close(c.out.values(), want, tol, tol, "out"));
   const double st = P.state == GDN_DTYPE_BF16 ? 1.2e-2 : 2e-4;
@@ -108,7 +108,7 @@ TEST(PrefillVsDecode, TokenByTokenDecodeEqualsPrefill) {
   pa.slot_idx = slot.view();
   Workspace ws;
   ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer.layer, T, 1, b); }));
-  ASSERT_EQ(gdn_prefill(layer.layer, &pa, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  ASSERT_EQ(call(gdn_prefill, layer.layer, &pa, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
 
   Workspace wd;
   wd.resize(ask([&](size_t* b) { return gdn_decode_workspace_size(layer.layer, 1, 1, b); }));
@@ -120,7 +120,7 @@ TEST(PrefillVsDecode, TokenByTokenDecodeEqualsPrefill) {
       x->shape[1] = 1;
     }
     da.slot_idx = slot.view();
-    ASSERT_EQ(gdn_decode(layer.layer, &da, wd.ptr(), wd.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+    ASSERT_EQ(call(gdn_decode, layer.layer, &da, wd.ptr(), wd.size()), GDN_SUCCESS) << gdn_last_error_message();
   }
   EXPECT_TRUE(close(dec.out.values(), pre.out.values(), 1e-4, 1e-4, "out"));
   EXPECT_TRUE(close(dec.state.values(), pre.state.values(), 1e-4, 1e-4, "state"));
@@ -144,7 +144,7 @@ TEST(PrefillVsDecode, DecodeAfterPrefillEqualsWholePrefill) {
   wa.cu_seqlens = cu.view();
   wa.slot_idx = slot.view();
   wa.has_initial_state = no_init.view();
-  ASSERT_EQ(gdn_prefill(layer.layer, &wa, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS);
+  ASSERT_EQ(call(gdn_prefill, layer.layer, &wa, ws.ptr(), ws.size()), GDN_SUCCESS);
 
   auto sa = make_args<gdn_prefill_args>();
   split.fill_args(sa);
@@ -154,7 +154,7 @@ TEST(PrefillVsDecode, DecodeAfterPrefillEqualsWholePrefill) {
   sa.cu_seqlens = cu_p.view();
   sa.slot_idx = slot.view();
   sa.has_initial_state = no_init.view();
-  ASSERT_EQ(gdn_prefill(layer.layer, &sa, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  ASSERT_EQ(call(gdn_prefill, layer.layer, &sa, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
   // The D remaining tokens as one decode call of Tn = D: [T, H, X] viewed as [1, D, H, X].
   auto da = make_args<gdn_decode_args>();
   split.fill_args(da);
@@ -175,7 +175,7 @@ TEST(PrefillVsDecode, DecodeAfterPrefillEqualsWholePrefill) {
   da.slot_idx = slot.view();
   Workspace wd;
   wd.resize(ask([&](size_t* b) { return gdn_decode_workspace_size(layer.layer, 1, D, b); }));
-  ASSERT_EQ(gdn_decode(layer.layer, &da, wd.ptr(), wd.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  ASSERT_EQ(call(gdn_decode, layer.layer, &da, wd.ptr(), wd.size()), GDN_SUCCESS) << gdn_last_error_message();
   EXPECT_TRUE(close(split.out.values(), whole.out.values(), 1e-4, 1e-4, "out"));
   EXPECT_TRUE(close(split.state.values(), whole.state.values(), 1e-4, 1e-4, "state"));
 }
@@ -200,7 +200,7 @@ TEST(PrefillFlags, AbsentHasInitialMeansContinue) {
   a.slot_idx = slot.view();
   Workspace ws;
   ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer.layer, 10, 1, b); }));
-  ASSERT_EQ(gdn_prefill(layer.layer, &a, ws.ptr(), ws.size(), nullptr), GDN_SUCCESS) << gdn_last_error_message();
+  ASSERT_EQ(call(gdn_prefill, layer.layer, &a, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
   EXPECT_TRUE(close(c.out.values(), want, 2e-4, 2e-4, "out"));
   EXPECT_TRUE(close(c.state.values(), pool, 2e-4, 2e-4, "state"));
 }

@@ -12,6 +12,7 @@
 
 #include "gdn.h"
 #include "../src/core/views.hpp"
+#include "backend_call.hpp"
 
 namespace gdnt {
 
@@ -145,7 +146,7 @@ inline int make_threads() { return 2; }
 
 struct Ctx {
   gdn_context ctx = nullptr;
-  explicit Ctx(gdn_backend backend = GDN_BACKEND_CPU, int threads = 2) {
+  explicit Ctx(gdn_backend backend = test_backend(), int threads = 2) {
     gdn_context_config c;
     gdn_context_config_init(&c);
     c.backend = backend;

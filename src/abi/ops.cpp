@@ -228,7 +228,7 @@ GDN_API gdn_status gdn_conv_prefill(gdn_layer layer, const gdn_conv_prefill_args
     p.slot_idx = vec_view(ops, a.slot_idx, "slot_idx", N, {GDN_DTYPE_I32});
     p.has_initial = vec_view(ops, a.has_initial_state, "has_initial_state", N, {GDN_DTYPE_BOOL, GDN_DTYPE_I32}, true);
     p.num_seqs = N;
-    p.tokens_per_seq = 0;
+    p.tokens_per_seq = T;
     check_workspace(ops, ws, ws_bytes, L.ctx->impl->conv_workspace(L.dims, T, N));
     ops.check_aliasing();
     L.ctx->impl->conv_prefill(p, ws, ws_bytes, stream);

@@ -7,6 +7,9 @@
 #include <cstring>
 #include <cmath>
 
+#if defined(__HIPCC__)
+#include <hip/hip_runtime.h>  // __host__, __device__, __forceinline__ under hipcc
+#endif
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define GDN_HD __host__ __device__ __forceinline__
 #else

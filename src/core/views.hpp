@@ -109,8 +109,8 @@ struct ConvStateView {
 struct LayerDims {
   int64_t HK, HV, K, V, W;
   int32_t layout;  // gdn_input_layout
-  int64_t conv_dim() const { return 2 * HK * K + HV * V; }
-  int64_t qkvz_dim() const { return 2 * HK * K + 2 * HV * V; }
+  GDN_HD int64_t conv_dim() const { return 2 * HK * K + HV * V; }
+  GDN_HD int64_t qkvz_dim() const { return 2 * HK * K + 2 * HV * V; }
   // Column of conv channel c inside an input row.
   GDN_HD int64_t conv_column(int64_t c) const {
     if (layout == GDN_LAYOUT_PLAIN) return c;
@@ -140,7 +140,8 @@ struct ConvProblem {
   MatView weight;  // [conv_dim, W]
   VecView bias;    // optional
   ConvStateView state;
-  // update: num_seqs = B, tokens_per_seq = Tn; prefill: num_seqs = N, rows from cu_seqlens.
+  // update: num_seqs = B, tokens_per_seq = Tn; prefill: num_seqs = N, tokens_per_seq = T (all
+  // rows), each sequence's rows from cu_seqlens.
   int64_t num_seqs, tokens_per_seq;
   VecView cu_seqlens, slot_idx, has_initial;
 };

@@ -1,0 +1,84 @@
+// RMSNormGated (+ FP8 group quantisation) on the GPU. One block per token; subgroups of 32 lanes
+// take one value head at a time (shuffle reductions within 32 lanes work on wave32 and wave64).
+// For FP8 the normalised row is staged in shared memory, then each subgroup quantises groups.
+#include <cfloat>
+
+#include "launch.hpp"
+#include "portability.hpp"
+#include "typed.hpp"
+
+namespace gdn::gpu {
+namespace {
+
+constexpr int kThreads = 256, kLanes = 32, kGroups = kThreads / kLanes;
+
+template <int32_t ACT, int32_t OUT, bool FP8>
+__global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p) {
+  extern __shared__ float smem[];
+  const int64_t HV = p.d.HV, V = p.d.V, t = blockIdx.x;
+  float* w_s = smem;      // [V]
+  float* y_s = smem + V;  // [HV * V], FP8 only
+  const int lane = threadIdx.x % kLanes, sg = threadIdx.x / kLanes;
+  for (int64_t j = threadIdx.x; j < V; j += kThreads) w_s[j] = p.weight.f(j);
+  __syncthreads();
+  for (int64_t h = sg; h < HV; h += kGroups) {
+    const char* x = p.x.at(t, 0, h);
+    const char* z = p.z.at(t, 0, h);
+    float ss = 0.0f;
+    for (int64_t j = lane; j < V; j += kLanes) {
+      const float xv = Elem<ACT>::load(x, j);
+      ss += xv * xv;
+    }
+    const float inv = 1.0f / sqrtf(subgroup32_sum(ss) / float(V) + p.eps);
+    for (int64_t j = lane; j < V; j += kLanes) {
+      const float y = Elem<ACT>::load(x, j) * inv * w_s[j] * silu(Elem<ACT>::load(z, j));
+      if constexpr (FP8)
+        y_s[h * V + j] = y;
+      else
+        Elem<OUT>::store(p.out.at(t, 0, h), j, y);
+    }
+  }
+  if constexpr (FP8) {
+    __syncthreads();
+    const float fmax = fp8_max(OUT);
+    const int64_t gs = p.group, groups = HV * V / gs;
+    for (int64_t g = sg; g < groups; g += kGroups) {
+      float amax = 0.0f;
+      for (int64_t i = g * gs + lane; i < (g + 1) * gs; i += kLanes) amax = fmaxf(amax, fabsf(y_s[i]));
+      const float scale = fmaxf(subgroup32_max(amax) / fmax, FLT_MIN);
+      for (int64_t i = g * gs + lane; i < (g + 1) * gs; i += kLanes)
+        Elem<OUT>::store(p.out.at(t, 0, i / V), i % V, y_s[i] / scale);
+      if (lane == 0) store_float(p.scales.at(t, g), p.scales.dt, scale);
+    }
+  }
+}
+
+template <int32_t ACT, int32_t OUT, bool FP8>
+void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
+  const size_t smem = size_t(p.d.V + (FP8 ? p.d.HV * p.d.V : 0)) * sizeof(float);
+  auto kernel = norm_kernel<ACT, OUT, FP8>;
+  if (smem > 48 * 1024) check(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "norm smem");
+  (void)dev;
+  kernel<<<unsigned(p.T), kThreads, smem, stream>>>(p);
+  check_launch("norm_kernel");
+}
+
+}  // namespace
+
+void norm_gated(const Device& dev, const NormProblem& p, bool fp8, void* stream) {
+  if (p.T == 0) return;
+  const gpuStream_t s = gpuStream_t(stream);
+  dispatch_act(p.x.dt, [&](auto a) {
+    constexpr int32_t A = decltype(a)::value;
+    if (fp8) {
+      if (p.out.dt == GDN_DTYPE_F8_E4M3FN)
+        launch<A, GDN_DTYPE_F8_E4M3FN, true>(dev, p, s);
+      else
+        launch<A, GDN_DTYPE_F8_E4M3FNUZ, true>(dev, p, s);
+    } else {
+      dispatch_act(p.out.dt, [&](auto o) { launch<A, decltype(o)::value, false>(dev, p, s); });
+    }
+  });
+}
+
+}  // namespace gdn::gpu

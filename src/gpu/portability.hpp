@@ -1,0 +1,97 @@
+// The small layer that lets one kernel source build with nvcc (CUDA) and hipcc (HIP).
+// Kernels never assume a warp of 32: block reductions go through shared memory, and the few
+// places that use the hardware width take GDN_WARP_SIZE, which is 32 on NVIDIA and the
+// wavefront size (64 on gfx90a/gfx940, 32 on gfx1030) on AMD.
+#pragma once
+
+#if defined(__HIPCC__) || defined(GDN_WITH_HIP)
+#include <hip/hip_runtime.h>
+#define gpuError_t hipError_t
+#define gpuSuccess hipSuccess
+#define gpuStream_t hipStream_t
+#define gpuGetErrorString hipGetErrorString
+#define gpuGetLastError hipGetLastError
+#define gpuGetDeviceCount hipGetDeviceCount
+#define gpuGetDevice hipGetDevice
+#define gpuSetDevice hipSetDevice
+#define gpuDeviceProp hipDeviceProp_t
+#define gpuGetDeviceProperties hipGetDeviceProperties
+#define gpuFuncSetAttribute(f, a, v) hipFuncSetAttribute(reinterpret_cast<const void*>(f), a, v)
+#define gpuFuncAttributeMaxDynamicSharedMemorySize hipFuncAttributeMaxDynamicSharedMemorySize
+#if defined(__AMDGCN_WAVEFRONT_SIZE)
+#define GDN_WARP_SIZE __AMDGCN_WAVEFRONT_SIZE
+#else
+#define GDN_WARP_SIZE 64
+#endif
+#else
+#include <cuda_runtime.h>
+#define gpuError_t cudaError_t
+#define gpuSuccess cudaSuccess
+#define gpuStream_t cudaStream_t
+#define gpuGetErrorString cudaGetErrorString
+#define gpuGetLastError cudaGetLastError
+#define gpuGetDeviceCount cudaGetDeviceCount
+#define gpuGetDevice cudaGetDevice
+#define gpuSetDevice cudaSetDevice
+#define gpuDeviceProp cudaDeviceProp
+#define gpuGetDeviceProperties cudaGetDeviceProperties
+#define gpuFuncSetAttribute(f, a, v) cudaFuncSetAttribute(f, a, v)
+#define gpuFuncAttributeMaxDynamicSharedMemorySize cudaFuncAttributeMaxDynamicSharedMemorySize
+#define GDN_WARP_SIZE 32
+#endif
+
+#include "../core/error.hpp"
+
+namespace gdn::gpu {
+
+// Throws GDN_ERROR_DEVICE with the runtime's message (launch errors included).
+inline void check(gpuError_t e, const char* what) {
+  if (e != gpuSuccess) fail(GDN_ERROR_DEVICE, "%s: %s", what, gpuGetErrorString(e));
+}
+inline void check_launch(const char* kernel) { check(gpuGetLastError(), kernel); }
+
+// Sum over the block; every thread gets the result. `smem` holds blockDim.x floats.
+__device__ inline float block_sum(float v, float* smem) {
+  smem[threadIdx.x] = v;
+  __syncthreads();
+  for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) smem[threadIdx.x] += smem[threadIdx.x + s];
+    __syncthreads();
+  }
+  const float r = smem[0];
+  __syncthreads();
+  return r;
+}
+__device__ inline float block_max(float v, float* smem) {
+  smem[threadIdx.x] = v;
+  __syncthreads();
+  for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) smem[threadIdx.x] = fmaxf(smem[threadIdx.x], smem[threadIdx.x + s]);
+    __syncthreads();
+  }
+  const float r = smem[0];
+  __syncthreads();
+  return r;
+}
+
+// XOR shuffle inside a subgroup of 32 lanes: valid on 32- and 64-wide hardware alike, as long as
+// all 32 lanes of the subgroup take part.
+__device__ inline float shfl_xor32(float v, int mask) {
+#if defined(__HIPCC__) || defined(GDN_WITH_HIP)
+  return __shfl_xor(v, mask, 32);
+#else
+  return __shfl_xor_sync(0xffffffffu, v, mask, 32);
+#endif
+}
+__device__ inline float subgroup32_sum(float v) {
+  for (int m = 16; m > 0; m >>= 1) v += shfl_xor32(v, m);
+  return v;
+}
+__device__ inline float subgroup32_max(float v) {
+  for (int m = 16; m > 0; m >>= 1) v = fmaxf(v, shfl_xor32(v, m));
+  return v;
+}
+
+inline unsigned ceil_div(int64_t a, int64_t b) { return unsigned((a + b - 1) / b); }
+
+}  // namespace gdn::gpu
