@@ -1,7 +1,10 @@
 // libgdn benchmark: time per op at Qwen3-Next shapes, bytes moved, the floor (bytes over the copy
-// bandwidth measured in the same run) and time/floor. CPU backend; writes JSON with --json FILE.
+// bandwidth measured in the same run) and time/floor; writes JSON with --json FILE.
+// CPU: median wall time per call. CUDA (--backend cuda, in a CUDA build): each measurement
+// captures a CUDA graph of several calls (rotating over state slots, so states stream from
+// memory as in serving) and reports the median of CUDA-event-timed replays over calls per graph.
 //
-//   gdn_bench [--threads N] [--iters N] [--json FILE] [--quick]
+//   gdn_bench [--backend cpu|cuda] [--threads N] [--iters N] [--json FILE] [--quick]
 #include <gdn.h>
 
 #include <algorithm>
@@ -14,63 +17,82 @@
 #include <string>
 #include <vector>
 
+#if defined(GDN_BENCH_CUDA)
+#include <cuda_runtime.h>
+#endif
+
 namespace {
 
-[[noreturn]] void die(const char* what, gdn_status st) {
-  std::fprintf(stderr, "%s: %s\n  %s\n", what, gdn_status_string(st), gdn_last_error_message());
+[[noreturn]] void die(const char* what, const char* detail) {
+  std::fprintf(stderr, "%s: %s\n", what, detail);
   std::exit(1);
 }
-#define CHECK(call)                                 \
-  do {                                              \
-    gdn_status st_ = (call);                        \
-    if (st_ != GDN_SUCCESS) die(#call, st_);        \
+#define CHECK(call)                                                                                 \
+  do {                                                                                              \
+    gdn_status st_ = (call);                                                                        \
+    if (st_ != GDN_SUCCESS) die(#call, (std::string(gdn_status_string(st_)) + ": " + gdn_last_error_message()).c_str()); \
   } while (0)
+#if defined(GDN_BENCH_CUDA)
+#define CU(call)                                                \
+  do {                                                          \
+    cudaError_t e_ = (call);                                    \
+    if (e_ != cudaSuccess) die(#call, cudaGetErrorString(e_));  \
+  } while (0)
+#endif
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+bool g_gpu = false;
 
-// Median wall time of fn over iters runs (after one warm-up).
-double median_time(int iters, const std::function<void(int)>& fn) {
-  fn(0);
-  std::vector<double> t;
-  for (int i = 0; i < iters; ++i) {
-    const double t0 = now_s();
-    fn(i + 1);
-    t.push_back(now_s() - t0);
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
+// A tensor filled with small random values, on the host or the device.
 struct Buffer {
-  std::vector<unsigned char> mem;
   gdn_dtype dt;
   std::vector<int64_t> shape;
-  Buffer(gdn_dtype d, std::vector<int64_t> s, uint64_t seed = 1) : dt(d), shape(std::move(s)) {
+  size_t bytes = 0;
+  void* ptr = nullptr;
+  Buffer(gdn_dtype d, std::vector<int64_t> s, std::vector<int32_t> ints = {}) : dt(d), shape(std::move(s)) {
     size_t n = 1;
     for (int64_t x : shape) n *= size_t(x);
-    mem.resize(n * gdn_dtype_size(dt) + 64);
-    std::mt19937_64 rng(seed);
-    // small random bf16/f32 values; indices stay zero for the caller to set
-    if (dt == GDN_DTYPE_BF16)
-      for (size_t i = 0; i < n; ++i) {
-        float f = float(int(rng() % 2001) - 1000) / 1000.0f;
-        uint32_t u;
-        std::memcpy(&u, &f, 4);
-        const uint16_t h = uint16_t(u >> 16);
-        std::memcpy(&mem[2 * i], &h, 2);
+    bytes = n * gdn_dtype_size(dt);
+    std::vector<unsigned char> host(bytes);
+    std::mt19937_64 rng(n * 31 + 7);
+    for (size_t i = 0; i < n; ++i) {
+      const float f = float(int(rng() % 2001) - 1000) / 1000.0f;
+      uint32_t u;
+      std::memcpy(&u, &f, 4);
+      if (dt == GDN_DTYPE_BF16 || dt == GDN_DTYPE_F16) {
+        const uint16_t h = uint16_t(u >> 16);  // bf16 bits; as f16 a harmless small value too
+        std::memcpy(&host[2 * i], &h, 2);
+      } else if (dt == GDN_DTYPE_F32) {
+        const float g = f / 4.0f;
+        std::memcpy(&host[4 * i], &g, 4);
       }
-    if (dt == GDN_DTYPE_F32)
-      for (size_t i = 0; i < n; ++i) {
-        const float f = float(int(rng() % 2001) - 1000) / 4000.0f;
-        std::memcpy(&mem[4 * i], &f, 4);
-      }
+    }
+    if (!ints.empty()) std::memcpy(host.data(), ints.data(), std::min(bytes, ints.size() * 4));
+#if defined(GDN_BENCH_CUDA)
+    if (g_gpu) {
+      CU(cudaMalloc(&ptr, bytes ? bytes : 1));
+      CU(cudaMemcpy(ptr, host.data(), bytes, cudaMemcpyHostToDevice));
+      return;
+    }
+#endif
+    ptr = std::malloc(bytes ? bytes : 1);
+    std::memcpy(ptr, host.data(), bytes);
   }
-  size_t bytes() const { return mem.size() - 64; }
-  gdn_tensor view() {
+  ~Buffer() {
+#if defined(GDN_BENCH_CUDA)
+    if (g_gpu) {
+      cudaFree(ptr);
+      return;
+    }
+#endif
+    std::free(ptr);
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  gdn_tensor view() const {
     gdn_tensor t{};
-    t.data = mem.data();
+    t.data = ptr;
     t.dtype = dt;
     t.ndim = int32_t(shape.size());
     int64_t s = 1;
@@ -81,7 +103,30 @@ struct Buffer {
     }
     return t;
   }
-  int32_t* i32() { return reinterpret_cast<int32_t*>(mem.data()); }
+};
+
+struct Workspace {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  explicit Workspace(size_t n) : bytes(n) {
+    if (n == 0) return;
+#if defined(GDN_BENCH_CUDA)
+    if (g_gpu) {
+      CU(cudaMalloc(&ptr, n));
+      return;
+    }
+#endif
+    ptr = std::malloc(n);
+  }
+  ~Workspace() {
+#if defined(GDN_BENCH_CUDA)
+    if (g_gpu) {
+      cudaFree(ptr);
+      return;
+    }
+#endif
+    std::free(ptr);
+  }
 };
 
 struct Row {
@@ -95,72 +140,160 @@ struct Bench {
   int iters = 20;
   double copy_bw = 0;  // bytes/s, read + write counted
   std::vector<Row> rows;
-  int64_t HK = 16, HV = 32, K = 128, V = 128;
+  const int64_t HK = 16, HV = 32, K = 128, V = 128;
+#if defined(GDN_BENCH_CUDA)
+  cudaStream_t stream_ = nullptr;
+#endif
+
+  // Time per call of call(i) for i in [0, reps): graphs of reps calls on the GPU, single calls on
+  // the CPU (rotating i too).
+  double time_calls(int reps, const std::function<void(int, void*)>& call) {
+#if defined(GDN_BENCH_CUDA)
+    if (g_gpu) {
+      for (int i = 0; i < reps; ++i) call(i, stream_);  // warm-up, eager
+      CU(cudaStreamSynchronize(stream_));
+      cudaGraph_t graph;
+      cudaGraphExec_t exec;
+      CU(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
+      for (int i = 0; i < reps; ++i) call(i, stream_);
+      CU(cudaStreamEndCapture(stream_, &graph));
+      CU(cudaGraphInstantiate(&exec, graph, 0));
+      cudaEvent_t e0, e1;
+      CU(cudaEventCreate(&e0));
+      CU(cudaEventCreate(&e1));
+      CU(cudaGraphLaunch(exec, stream_));
+      std::vector<double> t;
+      for (int it = 0; it < iters; ++it) {
+        CU(cudaEventRecord(e0, stream_));
+        CU(cudaGraphLaunch(exec, stream_));
+        CU(cudaEventRecord(e1, stream_));
+        CU(cudaEventSynchronize(e1));
+        float ms = 0;
+        CU(cudaEventElapsedTime(&ms, e0, e1));
+        t.push_back(double(ms) * 1e-3 / reps);
+      }
+      CU(cudaEventDestroy(e0));
+      CU(cudaEventDestroy(e1));
+      CU(cudaGraphExecDestroy(exec));
+      CU(cudaGraphDestroy(graph));
+      std::sort(t.begin(), t.end());
+      return t[t.size() / 2];
+    }
+#endif
+    call(0, nullptr);
+    std::vector<double> t;
+    for (int it = 0; it < iters; ++it) {
+      const double t0 = now_s();
+      call(it % reps, nullptr);
+      t.push_back(now_s() - t0);
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  }
 
   void add(const std::string& op, const std::string& shape, double seconds, double bytes) {
     rows.push_back({op, shape, seconds, bytes, bytes / copy_bw});
     const Row& r = rows.back();
-    std::printf("%-12s %-26s %12.1f us %10.2f MiB %10.1f us %8.2f\n", op.c_str(), shape.c_str(), r.seconds * 1e6,
+    std::printf("%-12s %-28s %12.2f us %10.2f MiB %10.2f us %8.2f\n", op.c_str(), shape.c_str(), r.seconds * 1e6,
                 r.bytes / 1048576.0, r.floor_s * 1e6, r.seconds / r.floor_s);
     std::fflush(stdout);
   }
 
   void measure_copy() {
-    const size_t n = size_t(512) << 20;
-    std::vector<unsigned char> a(n, 1), b(n, 2);
+    const size_t n = size_t(g_gpu ? 1024 : 512) << 20;
+    Workspace a(n), b(n);
     double best = 1e30;
-    for (int i = 0; i < 5; ++i) {
-      const double t0 = now_s();
-      std::memcpy(b.data(), a.data(), n);
-      best = std::min(best, now_s() - t0);
-      std::swap(a, b);
+#if defined(GDN_BENCH_CUDA)
+    if (g_gpu) {
+      cudaEvent_t e0, e1;
+      CU(cudaEventCreate(&e0));
+      CU(cudaEventCreate(&e1));
+      std::vector<double> t;
+      for (int i = 0; i < 11; ++i) {
+        CU(cudaEventRecord(e0, stream_));
+        CU(cudaMemcpyAsync(b.ptr, a.ptr, n, cudaMemcpyDeviceToDevice, stream_));
+        CU(cudaEventRecord(e1, stream_));
+        CU(cudaEventSynchronize(e1));
+        float ms = 0;
+        CU(cudaEventElapsedTime(&ms, e0, e1));
+        if (i > 0) t.push_back(double(ms) * 1e-3);
+      }
+      std::sort(t.begin(), t.end());
+      best = t[t.size() / 2];
+      CU(cudaEventDestroy(e0));
+      CU(cudaEventDestroy(e1));
+    } else
+#endif
+    {
+      std::memset(a.ptr, 1, n);
+      std::memset(b.ptr, 2, n);
+      for (int i = 0; i < 5; ++i) {
+        const double t0 = now_s();
+        std::memcpy(b.ptr, a.ptr, n);
+        best = std::min(best, now_s() - t0);
+      }
     }
     copy_bw = 2.0 * double(n) / best;
-    std::printf("memcpy bandwidth (read + write): %.2f GB/s\n", copy_bw / 1e9);
+    std::printf("copy bandwidth (read + write): %.1f GB/s\n", copy_bw / 1e9);
   }
 
-  // Decode at batch B; slot sets rotate through a pool of at least 512 MiB so the state comes
-  // from DRAM, as in serving.
+  // Slot sets rotating through a pool of >= 512 MiB (CPU) / 1 GiB (GPU): no state stays cached.
+  int64_t slot_sets(int64_t per_set_bytes) const {
+    const int64_t pool = int64_t(g_gpu ? 1024 : 512) << 20;
+    return std::max<int64_t>(2, std::min<int64_t>(64, (pool + per_set_bytes - 1) / per_set_bytes));
+  }
+
   void decode(int64_t B) {
-    const int64_t state_bytes = HV * K * V * 4;
-    const int64_t sets = std::max<int64_t>(2, (int64_t(512) << 20) / (B * state_bytes));
+    const int64_t state_bytes = HV * K * V * 4, sets = slot_sets(B * state_bytes);
     Buffer q(GDN_DTYPE_BF16, {B, 1, HK, K}), k(GDN_DTYPE_BF16, {B, 1, HK, K}), v(GDN_DTYPE_BF16, {B, 1, HV, V});
     Buffer a(GDN_DTYPE_BF16, {B, 1, HV}), b(GDN_DTYPE_BF16, {B, 1, HV}), A_log(GDN_DTYPE_F32, {HV}),
         dt_bias(GDN_DTYPE_F32, {HV});
     Buffer state(GDN_DTYPE_F32, {sets * B, HV, K, V}), out(GDN_DTYPE_BF16, {B, 1, HV, V});
-    std::vector<Buffer> slots;
-    for (int64_t s = 0; s < sets; ++s) {
-      slots.emplace_back(GDN_DTYPE_I32, std::vector<int64_t>{B});
-      for (int64_t i = 0; i < B; ++i) slots.back().i32()[i] = int32_t(s * B + i);
-    }
+    std::vector<int32_t> all(size_t(sets * B));
+    for (size_t i = 0; i < all.size(); ++i) all[i] = int32_t(i);
+    Buffer slots(GDN_DTYPE_I32, {sets, B}, all);
     size_t ws_bytes = 0;
     CHECK(gdn_decode_workspace_size(layer, B, 1, &ws_bytes));
-    std::vector<unsigned char> ws(ws_bytes);
+    Workspace ws(ws_bytes);
     gdn_decode_args args{};
     args.struct_size = sizeof args;
     args.q = q.view(), args.k = k.view(), args.v = v.view(), args.a = a.view(), args.b = b.view();
     args.A_log = A_log.view(), args.dt_bias = dt_bias.view(), args.state = state.view(), args.out = out.view();
-    const double t = median_time(iters, [&](int i) {
-      args.slot_idx = slots[size_t(i % sets)].view();
-      CHECK(gdn_decode(layer, &args, ws.data(), ws.size(), nullptr));
+    const double t = time_calls(int(sets), [&](int i, void* stream) {
+      gdn_tensor s = slots.view();
+      s.ndim = 1;
+      s.shape[0] = B;
+      s.strides[0] = 1;
+      s.data = static_cast<int32_t*>(slots.ptr) + int64_t(i) * B;
+      args.slot_idx = s;
+      CHECK(gdn_decode(layer, &args, ws.ptr, ws.bytes, stream));
     });
-    const double bytes = 2.0 * double(B * state_bytes) + double(q.bytes() + k.bytes() + v.bytes() + a.bytes() +
-                                                              b.bytes() + out.bytes());
-    add("decode", "B=" + std::to_string(B) + " HV=32 K=V=128", t, bytes);
+    const double bytes = 2.0 * double(B * state_bytes) +
+                         double(q.bytes + k.bytes + v.bytes + a.bytes + b.bytes + out.bytes + 4 * B);
+    add("decode", "B=" + std::to_string(B), t, bytes);
   }
 
   void conv_update(int64_t B) {
     int64_t C = 0;
     CHECK(gdn_layer_conv_dim(layer, &C));
+    const int64_t sets = slot_sets(B * C * 3 * 2);
     Buffer x(GDN_DTYPE_BF16, {B, C}), out(GDN_DTYPE_BF16, {B, C}), w(GDN_DTYPE_BF16, {C, 4}),
-        st(GDN_DTYPE_BF16, {B, C, 3}), slot(GDN_DTYPE_I32, {B});
-    for (int64_t i = 0; i < B; ++i) slot.i32()[i] = int32_t(i);
+        st(GDN_DTYPE_BF16, {sets * B, C, 3});
+    std::vector<int32_t> all(size_t(sets * B));
+    for (size_t i = 0; i < all.size(); ++i) all[i] = int32_t(i);
+    Buffer slots(GDN_DTYPE_I32, {sets, B}, all);
     gdn_conv_update_args a{};
     a.struct_size = sizeof a;
-    a.x = x.view(), a.out = out.view(), a.weight = w.view(), a.conv_state = st.view(), a.slot_idx = slot.view();
-    const double t = median_time(iters, [&](int) { CHECK(gdn_conv_update(layer, &a, nullptr, 0, nullptr)); });
+    a.x = x.view(), a.out = out.view(), a.weight = w.view(), a.conv_state = st.view();
+    const double t = time_calls(int(std::min<int64_t>(sets, 16)), [&](int i, void* stream) {
+      gdn_tensor s = slots.view();
+      s.ndim = 1, s.shape[0] = B, s.strides[0] = 1;
+      s.data = static_cast<int32_t*>(slots.ptr) + int64_t(i) * B;
+      a.slot_idx = s;
+      CHECK(gdn_conv_update(layer, &a, nullptr, 0, stream));
+    });
     add("conv_update", "B=" + std::to_string(B) + " C=8192", t,
-        double(x.bytes() + out.bytes() + w.bytes() + 2 * st.bytes()));
+        double(x.bytes + out.bytes + w.bytes) + 2.0 * double(B * C * 3 * 2) + 4.0 * double(B));
   }
 
   void norm_fp8(int64_t T) {
@@ -168,48 +301,50 @@ struct Bench {
     Buffer q8(GDN_DTYPE_F8_E4M3FN, {T, HV, V}), sc(GDN_DTYPE_F32, {T, HV * V / 128});
     size_t ws_bytes = 0;
     CHECK(gdn_norm_gated_workspace_size(layer, T, &ws_bytes));
-    std::vector<unsigned char> ws(ws_bytes);
+    Workspace ws(ws_bytes);
     gdn_norm_gated_args a{};
     a.struct_size = sizeof a;
     a.x = x.view(), a.z = z.view(), a.weight = w.view(), a.out = q8.view(), a.scales = sc.view();
     const double t =
-        median_time(iters, [&](int) { CHECK(gdn_norm_gated_fp8_quant(layer, &a, ws.data(), ws.size(), nullptr)); });
-    add("norm_fp8", "T=" + std::to_string(T), t, double(x.bytes() + z.bytes() + w.bytes() + q8.bytes() + sc.bytes()));
+        time_calls(4, [&](int, void* stream) { CHECK(gdn_norm_gated_fp8_quant(layer, &a, ws.ptr, ws.bytes, stream)); });
+    add("norm_fp8", "T=" + std::to_string(T), t, double(x.bytes + z.bytes + w.bytes + q8.bytes + sc.bytes));
   }
 
-  void prefill(int64_t T) {
+  void prefill(int64_t N, int64_t len) {
+    const int64_t T = N * len;
     Buffer q(GDN_DTYPE_BF16, {T, HK, K}), k(GDN_DTYPE_BF16, {T, HK, K}), v(GDN_DTYPE_BF16, {T, HV, V});
     Buffer a(GDN_DTYPE_BF16, {T, HV}), b(GDN_DTYPE_BF16, {T, HV}), A_log(GDN_DTYPE_F32, {HV}),
         dt_bias(GDN_DTYPE_F32, {HV});
-    Buffer state(GDN_DTYPE_F32, {1, HV, K, V}), out(GDN_DTYPE_BF16, {T, HV, V}), cu(GDN_DTYPE_I32, {2}),
-        slot(GDN_DTYPE_I32, {1});
-    cu.i32()[1] = int32_t(T);
+    std::vector<int32_t> cu(static_cast<size_t>(N + 1)), slots(static_cast<size_t>(N));
+    for (int64_t n = 0; n <= N; ++n) cu[size_t(n)] = int32_t(n * len);
+    for (int64_t n = 0; n < N; ++n) slots[size_t(n)] = int32_t(n);
+    Buffer state(GDN_DTYPE_F32, {N, HV, K, V}), out(GDN_DTYPE_BF16, {T, HV, V}), cub(GDN_DTYPE_I32, {N + 1}, cu),
+        slot(GDN_DTYPE_I32, {N}, slots);
     size_t ws_bytes = 0;
-    CHECK(gdn_prefill_workspace_size(layer, T, 1, &ws_bytes));
-    std::vector<unsigned char> ws(ws_bytes);
+    CHECK(gdn_prefill_workspace_size(layer, T, N, &ws_bytes));
+    Workspace ws(ws_bytes);
     gdn_prefill_args args{};
     args.struct_size = sizeof args;
     args.q = q.view(), args.k = k.view(), args.v = v.view(), args.a = a.view(), args.b = b.view();
     args.A_log = A_log.view(), args.dt_bias = dt_bias.view(), args.state = state.view(), args.out = out.view();
-    args.cu_seqlens = cu.view(), args.slot_idx = slot.view();
-    const double t = median_time(std::max(3, iters / 5),
-                                 [&](int) { CHECK(gdn_prefill(layer, &args, ws.data(), ws.size(), nullptr)); });
-    const double bytes = double(q.bytes() + k.bytes() + v.bytes() + a.bytes() + b.bytes() + out.bytes()) +
-                         2.0 * double(state.bytes());
-    add("prefill", "T=" + std::to_string(T) + " N=1", t, bytes);
-    // The CPU prefill is compute bound: report its rate too.
+    args.cu_seqlens = cub.view(), args.slot_idx = slot.view();
+    const int saved = iters;
+    iters = std::max(3, iters / 4);
+    const double t =
+        time_calls(1, [&](int, void* stream) { CHECK(gdn_prefill(layer, &args, ws.ptr, ws.bytes, stream)); });
+    iters = saved;
+    const double bytes = double(q.bytes + k.bytes + v.bytes + a.bytes + b.bytes + out.bytes) + 2.0 * double(state.bytes);
+    add("prefill", (N == 1 ? "T=" + std::to_string(T) : std::to_string(N) + "x" + std::to_string(len)), t, bytes);
     const double flops = double(T) * double(HV) * (6.0 * double(K * V) + 2.0 * 64.0 * double(K + V));
-    std::printf("%-12s %-26s %.1f GFLOP/s, %.0f tokens/s\n", "", "", flops / t / 1e9, double(T) / t);
+    std::printf("%-12s %-28s %.1f GFLOP/s (chunked form, ~%.0f kFLOP per token and head), %.0f tokens/s\n", "", "",
+                flops / t / 1e9, flops / double(T * HV) / 1e3, double(T) / t);
   }
 
-  void write_json(const char* path, int threads) const {
+  void write_json(const char* path, const char* backend, int threads) const {
     FILE* f = std::fopen(path, "w");
-    if (!f) {
-      std::perror(path);
-      std::exit(1);
-    }
-    std::fprintf(f, "{\n  \"backend\": \"cpu\",\n  \"threads\": %d,\n  \"copy_bandwidth_GBps\": %.3f,\n  \"rows\": [\n",
-                 threads, copy_bw / 1e9);
+    if (!f) die(path, "cannot open");
+    std::fprintf(f, "{\n  \"backend\": \"%s\",\n  \"threads\": %d,\n  \"copy_bandwidth_GBps\": %.3f,\n  \"rows\": [\n",
+                 backend, threads, copy_bw / 1e9);
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       std::fprintf(f,
@@ -229,20 +364,34 @@ int main(int argc, char** argv) {
   int threads = 0;
   bool quick = false;
   const char* json = nullptr;
+  std::string backend = "cpu";
   Bench bench;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--iters") && i + 1 < argc) bench.iters = std::max(1, std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+    else if (!std::strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else {
-      std::fprintf(stderr, "usage: %s [--threads N] [--iters N] [--json FILE] [--quick]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--backend cpu|cuda] [--threads N] [--iters N] [--json FILE] [--quick]\n", argv[0]);
       return 2;
     }
   }
   gdn_context_config cc;
   gdn_context_config_init(&cc);
-  cc.backend = GDN_BACKEND_CPU;
+  if (backend == "cuda") {
+#if defined(GDN_BENCH_CUDA)
+    g_gpu = true;
+    cc.backend = GDN_BACKEND_CUDA;
+    CU(cudaStreamCreateWithFlags(&bench.stream_, cudaStreamNonBlocking));
+#else
+    die("--backend cuda", "this gdn_bench was built without CUDA");
+#endif
+  } else if (backend == "cpu") {
+    cc.backend = GDN_BACKEND_CPU;
+  } else {
+    die("--backend", "expected cpu or cuda");
+  }
   cc.num_threads = threads;
   CHECK(gdn_context_create(&cc, &bench.ctx));
   int32_t nthreads = 0;
@@ -250,15 +399,25 @@ int main(int argc, char** argv) {
   gdn_layer_config cfg;
   gdn_layer_config_init(&cfg);
   CHECK(gdn_layer_create(bench.ctx, &cfg, &bench.layer));
-  std::printf("libgdn %s, CPU backend, %d threads, Qwen3-Next shapes (HK=16 HV=32 K=V=128, bf16, fp32 state)\n",
-              gdn_version_string(), nthreads);
+  std::printf("libgdn %s, %s backend%s, Qwen3-Next shapes (HK=16 HV=32 K=V=128, bf16 activations, fp32 state)\n",
+              gdn_version_string(), backend.c_str(),
+              g_gpu ? "" : (", " + std::to_string(nthreads) + " threads").c_str());
   bench.measure_copy();
-  std::printf("%-12s %-26s %15s %14s %13s %8s\n", "op", "shape", "time", "bytes", "floor", "t/floor");
-  for (int64_t B : quick ? std::vector<int64_t>{1, 8} : std::vector<int64_t>{1, 8, 32}) bench.decode(B);
-  for (int64_t B : quick ? std::vector<int64_t>{1, 32} : std::vector<int64_t>{1, 32, 128, 512}) bench.conv_update(B);
-  for (int64_t T : quick ? std::vector<int64_t>{1, 128} : std::vector<int64_t>{1, 128, 1024}) bench.norm_fp8(T);
-  bench.prefill(quick ? 256 : 1024);
-  if (json) bench.write_json(json, nthreads);
+  std::printf("%-12s %-28s %15s %14s %13s %8s\n", "op", "shape", "time", "bytes", "floor", "t/floor");
+  const bool big = g_gpu && !quick;
+  for (int64_t B : big ? std::vector<int64_t>{1, 8, 32, 128, 512} : std::vector<int64_t>{1, 8, 32}) bench.decode(B);
+  for (int64_t B : big ? std::vector<int64_t>{1, 8, 32, 128, 512} : std::vector<int64_t>{1, 32, 128})
+    bench.conv_update(B);
+  for (int64_t T : big ? std::vector<int64_t>{1, 32, 128, 1024, 8192} : std::vector<int64_t>{1, 128, 1024})
+    bench.norm_fp8(T);
+  if (big) {
+    bench.prefill(1, 4096);
+    bench.prefill(1, 16384);
+    bench.prefill(16, 2048);
+  } else {
+    bench.prefill(1, quick ? 256 : 1024);
+  }
+  if (json) bench.write_json(json, backend.c_str(), nthreads);
   gdn_layer_destroy(bench.layer);
   gdn_context_destroy(bench.ctx);
   return 0;
