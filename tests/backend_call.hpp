@@ -81,7 +81,7 @@ gdn_status call_mirrored(gdn_status (*fn)(gdn_layer, const Args*, void*, size_t,
   std::vector<char*> dev(merged.size());
   auto to_dev = [&](uintptr_t p) -> void* {
     for (size_t i = 0; i < merged.size(); ++i)
-      if (p >= merged[i].lo && p < merged[i].hi) return dev[i] + (p % 256) + (p - merged[i].lo);
+      if (p >= merged[i].lo && p < merged[i].hi) return dev[i] + merged[i].lo % 256 + (p - merged[i].lo);
     return reinterpret_cast<void*>(p);
   };
   for (size_t i = 0; i < merged.size(); ++i) {
