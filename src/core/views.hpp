@@ -62,7 +62,8 @@ struct HeadView {
   int64_t s_grp = 0, s_in = 0;
   GDN_HD bool present() const { return p != nullptr; }
   GDN_HD char* at(int64_t i0, int64_t i1, int64_t h) const {
-    return p + int64_t(dtype_bytes(dt)) * (i0 * s0 + i1 * s1 + (h / r) * s_grp + (h % r) * s_in);
+    const int32_t hh = int32_t(h);  // heads < 2^16: 32-bit division (64-bit is slow on GPUs)
+    return p + int64_t(dtype_bytes(dt)) * (i0 * s0 + i1 * s1 + int64_t(hh / r) * s_grp + int64_t(hh % r) * s_in);
   }
 };
 

@@ -49,7 +49,8 @@ template <int32_t ACT, int32_t ST, int ROWS>
 __global__ void __launch_bounds__(kThreads) decode_kernel(GdnProblem p, int64_t tiles, bool vec) {
   __shared__ float q_s[kMaxHeadDim], k_s[kMaxHeadDim], red[kRG][kBV], u_s[kBV], scratch[kThreads];
   const int64_t K = p.d.K, V = p.d.V, HV = p.d.HV, Tn = p.tokens_per_seq;
-  const int64_t tile = blockIdx.x % tiles, h = (blockIdx.x / tiles) % HV, b = blockIdx.x / (tiles * HV);
+  const uint32_t bid = blockIdx.x, nt = uint32_t(tiles), nh = uint32_t(HV);
+  const int64_t tile = bid % nt, h = (bid / nt) % nh, b = bid / (nt * nh);
   const int64_t hk = h / (HV / p.d.HK);
   const int tx = threadIdx.x % kCT, ty = threadIdx.x / kCT;
   const int64_t j0 = tile * kBV + tx * 4;
@@ -82,8 +83,9 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(GdnProblem p, int64_t 
   for (int64_t t = 0; t < Tn; ++t) {
     // q, k of this token into shared memory; their norms.
     float qq = 0.0f, kk = 0.0f;
-    for (int64_t i = threadIdx.x; i < K; i += kThreads) {
-      const float qi = Elem<ACT>::load(p.q.at(b, t, hk), i), ki = Elem<ACT>::load(p.k.at(b, t, hk), i);
+    const char *qrow = p.q.at(b, t, hk), *krow = p.k.at(b, t, hk);
+    for (int i = threadIdx.x; i < int(K); i += kThreads) {
+      const float qi = Elem<ACT>::load(qrow, i), ki = Elem<ACT>::load(krow, i);
       q_s[i] = qi;
       k_s[i] = ki;
       qq += qi * qi;

@@ -39,23 +39,32 @@ __global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p) {
     }
   }
   if constexpr (FP8) {
+    // Scales of all groups first, then the codes head by head (32-bit index math only).
+    float* scale_s = y_s + HV * V;  // [HV * V / group]
     __syncthreads();
     const float fmax = fp8_max(OUT);
-    const int64_t gs = p.group, groups = HV * V / gs;
-    for (int64_t g = sg; g < groups; g += kGroups) {
+    const int gs = int(p.group), groups = int(HV * V) / gs;
+    for (int g = sg; g < groups; g += kGroups) {
       float amax = 0.0f;
-      for (int64_t i = g * gs + lane; i < (g + 1) * gs; i += kLanes) amax = fmaxf(amax, fabsf(y_s[i]));
+      for (int i = g * gs + lane; i < (g + 1) * gs; i += kLanes) amax = fmaxf(amax, fabsf(y_s[i]));
       const float scale = fmaxf(subgroup32_max(amax) / fmax, FLT_MIN);
-      for (int64_t i = g * gs + lane; i < (g + 1) * gs; i += kLanes)
-        Elem<OUT>::store(p.out.at(t, 0, i / V), i % V, y_s[i] / scale);
-      if (lane == 0) store_float(p.scales.at(t, g), p.scales.dt, scale);
+      if (lane == 0) {
+        scale_s[g] = scale;
+        store_float(p.scales.at(t, g), p.scales.dt, scale);
+      }
+    }
+    __syncthreads();
+    const int Vi = int(V);
+    for (int h = sg; h < int(HV); h += kGroups) {
+      char* out = p.out.at(t, 0, h);
+      for (int j = lane; j < Vi; j += kLanes) Elem<OUT>::store(out, j, y_s[h * Vi + j] / scale_s[(h * Vi + j) / gs]);
     }
   }
 }
 
 template <int32_t ACT, int32_t OUT, bool FP8>
 void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
-  const size_t smem = size_t(p.d.V + (FP8 ? p.d.HV * p.d.V : 0)) * sizeof(float);
+  const size_t smem = size_t(p.d.V + (FP8 ? p.d.HV * p.d.V + p.d.HV * p.d.V / p.group : 0)) * sizeof(float);
   auto kernel = norm_kernel<ACT, OUT, FP8>;
   if (smem > 48 * 1024) check(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "norm smem");
   (void)dev;
