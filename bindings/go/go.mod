@@ -1,0 +1,3 @@
+module libgdn.org/gdn
+
+go 1.19
