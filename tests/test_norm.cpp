@@ -142,6 +142,7 @@ const NormParam kNormParams[] = {
     {1, 3, 64, GDN_DTYPE_F16, GDN_DTYPE_F16, true},
     {2, 2, 256, GDN_DTYPE_F32, GDN_DTYPE_BF16, false},
     {3, 6, 20, GDN_DTYPE_F32, GDN_DTYPE_F32, true},
+    {2, 8, 64, GDN_DTYPE_BF16, GDN_DTYPE_BF16, false},  // FP8 groups of 128 span two heads
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, Norm, ::testing::ValuesIn(kNormParams),
                          [](const ::testing::TestParamInfo<NormParam>& i) {

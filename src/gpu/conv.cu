@@ -14,9 +14,34 @@ constexpr int kThreads = 256, kMaxW = 8, kTokensPerThread = 16;
 
 __device__ float act(const ConvProblem& p, float acc) { return p.silu ? silu(acc) : acc; }
 
-template <int32_t ACT>
+// One token through a window of the last W-1 inputs. Every loop runs to kMaxW with a predicate,
+// so w[] and win[] stay in registers (a run-time index would put them in local memory).
+__device__ __forceinline__ float conv_step(const float (&w)[kMaxW], float (&win)[kMaxW], int W, float bias, float x) {
+  float acc = bias;
+#pragma unroll
+  for (int j = 0; j < kMaxW - 1; ++j)
+    if (j < W - 1) acc += w[j] * win[j];
+#pragma unroll
+  for (int j = 0; j < kMaxW; ++j)
+    if (j == W - 1) acc += w[j] * x;
+#pragma unroll
+  for (int j = 0; j < kMaxW - 2; ++j)
+    if (j + 1 < W - 1) win[j] = win[j + 1];
+#pragma unroll
+  for (int j = 0; j < kMaxW - 1; ++j)
+    if (j == W - 2) win[j] = x;
+  return acc;
+}
+
+template <int32_t DT>
+__device__ __forceinline__ void load_weights(const ConvProblem& p, int64_t c, int W, float (&w)[kMaxW]) {
+#pragma unroll
+  for (int j = 0; j < kMaxW; ++j) w[j] = j < W ? Elem<DT>::load(p.weight.at(c, 0), j * p.weight.s_col) : 0.0f;
+}
+template <int32_t ACT, int32_t WT, int32_t ST>
 __global__ void __launch_bounds__(kThreads) conv_update_kernel(ConvProblem p) {
-  const int64_t C = p.d.conv_dim(), W = p.d.W;
+  const int64_t C = p.d.conv_dim();
+  const int W = int(p.d.W);
   const int64_t c = int64_t(blockIdx.y) * kThreads + threadIdx.x, b = blockIdx.x;
   if (c >= C) return;
   const int64_t slot = p.slot_idx.idx(b);
@@ -25,19 +50,18 @@ __global__ void __launch_bounds__(kThreads) conv_update_kernel(ConvProblem p) {
     return;
   }
   float w[kMaxW], win[kMaxW];
-  for (int64_t j = 0; j < W; ++j) w[j] = load_float(p.weight.at(c, j), p.weight.dt);
-  for (int64_t j = 0; j < W - 1; ++j) win[j] = load_float(p.state.at(slot, c, j), p.state.dt);
+  load_weights<WT>(p, c, W, w);
+#pragma unroll
+  for (int j = 0; j < kMaxW; ++j) win[j] = j < W - 1 ? Elem<ST>::load(p.state.at(slot, c, 0), j * p.state.s_w) : 0.0f;
   const float bias = p.bias.present() ? p.bias.f(c) : 0.0f;
   const int64_t col = p.d.conv_column(c);
   for (int64_t t = 0; t < p.tokens_per_seq; ++t) {
     const float x = Elem<ACT>::load(p.x.at(b, t, 0), col);
-    float acc = bias + w[W - 1] * x;
-    for (int64_t j = 0; j < W - 1; ++j) acc += w[j] * win[j];
-    for (int64_t j = 0; j + 1 < W - 1; ++j) win[j] = win[j + 1];
-    if (W > 1) win[W - 2] = x;
-    Elem<ACT>::store(p.out.at(b, t, 0), c, act(p, acc));
+    Elem<ACT>::store(p.out.at(b, t, 0), c, act(p, conv_step(w, win, W, bias, x)));
   }
-  for (int64_t j = 0; j < W - 1; ++j) store_float(p.state.at(slot, c, j), p.state.dt, win[j]);
+#pragma unroll
+  for (int j = 0; j < kMaxW - 1; ++j)
+    if (j < W - 1) Elem<ST>::store(p.state.at(slot, c, 0), j * p.state.s_w, win[j]);
 }
 
 // Sequence of token t: the n with cu[n] <= t < cu[n+1] (binary search; cu clamped to [0, T]).
@@ -51,23 +75,24 @@ __device__ int64_t sequence_of(const ConvProblem& p, int64_t t) {
 }
 
 // Input of channel c at token u of sequence [start, ...): x, or the initial window before start.
-template <int32_t ACT>
+template <int32_t ACT, int32_t ST>
 __device__ float input_at(const ConvProblem& p, int64_t c, int64_t col, int64_t u, int64_t start, int64_t slot,
                           bool initial) {
   if (u >= start) return Elem<ACT>::load(p.x.at(0, u, 0), col);
   if (!initial) return 0.0f;
-  return load_float(p.state.at(slot, c, u - start + p.d.W - 1), p.state.dt);
+  return Elem<ST>::load(p.state.at(slot, c, 0), (u - start + p.d.W - 1) * p.state.s_w);
 }
 
-template <int32_t ACT>
+template <int32_t ACT, int32_t WT, int32_t ST>
 __global__ void __launch_bounds__(kThreads) conv_prefill_kernel(ConvProblem p, int64_t T) {
-  const int64_t C = p.d.conv_dim(), W = p.d.W;
+  const int64_t C = p.d.conv_dim();
+  const int W = int(p.d.W);
   const int64_t c = int64_t(blockIdx.y) * kThreads + threadIdx.x;
   if (c >= C) return;
   const int64_t t0 = int64_t(blockIdx.x) * kTokensPerThread;
   const int64_t t1 = t0 + kTokensPerThread < T ? t0 + kTokensPerThread : T;
   float w[kMaxW];
-  for (int64_t j = 0; j < W; ++j) w[j] = load_float(p.weight.at(c, j), p.weight.dt);
+  load_weights<WT>(p, c, W, w);
   const float bias = p.bias.present() ? p.bias.f(c) : 0.0f;
   const int64_t col = p.d.conv_column(c);
   int64_t t = t0;
@@ -82,23 +107,22 @@ __global__ void __launch_bounds__(kThreads) conv_prefill_kernel(ConvProblem p, i
     }
     const bool initial = !p.has_initial.present() || p.has_initial.idx(n) != 0;
     float win[kMaxW];
-    for (int64_t j = 0; j < W - 1; ++j) win[j] = input_at<ACT>(p, c, col, t - (W - 1) + j, start, slot, initial);
+#pragma unroll
+    for (int j = 0; j < kMaxW; ++j)
+      win[j] = j < W - 1 ? input_at<ACT, ST>(p, c, col, t - (W - 1) + j, start, slot, initial) : 0.0f;
     for (; t < end; ++t) {
       const float x = Elem<ACT>::load(p.x.at(0, t, 0), col);
-      float acc = bias + w[W - 1] * x;
-      for (int64_t j = 0; j < W - 1; ++j) acc += w[j] * win[j];
-      for (int64_t j = 0; j + 1 < W - 1; ++j) win[j] = win[j + 1];
-      if (W > 1) win[W - 2] = x;
-      Elem<ACT>::store(p.out.at(0, t, 0), c, act(p, acc));
+      Elem<ACT>::store(p.out.at(0, t, 0), c, act(p, conv_step(w, win, W, bias, x)));
     }
   }
 }
 
 // Final window of every sequence: its last W-1 inputs (reaching into the old window when the
 // sequence is shorter than W-1).
-template <int32_t ACT>
+template <int32_t ACT, int32_t ST>
 __global__ void __launch_bounds__(kThreads) conv_final_state_kernel(ConvProblem p) {
-  const int64_t C = p.d.conv_dim(), W = p.d.W;
+  const int64_t C = p.d.conv_dim();
+  const int W = int(p.d.W);
   const int64_t c = int64_t(blockIdx.y) * kThreads + threadIdx.x, n = blockIdx.x;
   if (c >= C) return;
   const int64_t slot = p.slot_idx.idx(n);
@@ -107,8 +131,30 @@ __global__ void __launch_bounds__(kThreads) conv_final_state_kernel(ConvProblem 
   const bool initial = !p.has_initial.present() || p.has_initial.idx(n) != 0;
   const int64_t col = p.d.conv_column(c);
   float win[kMaxW];
-  for (int64_t j = 0; j < W - 1; ++j) win[j] = input_at<ACT>(p, c, col, end - (W - 1) + j, start, slot, initial);
-  for (int64_t j = 0; j < W - 1; ++j) store_float(p.state.at(slot, c, j), p.state.dt, win[j]);
+#pragma unroll
+  for (int j = 0; j < kMaxW - 1; ++j)
+    win[j] = j < W - 1 ? input_at<ACT, ST>(p, c, col, end - (W - 1) + j, start, slot, initial) : 0.0f;
+#pragma unroll
+  for (int j = 0; j < kMaxW - 1; ++j)
+    if (j < W - 1) Elem<ST>::store(p.state.at(slot, c, 0), j * p.state.s_w, win[j]);
+}
+
+// f(act, weight, state) tags: weight and state are the activation dtype or F32.
+template <class F>
+void dispatch_conv(const ConvProblem& p, F&& f) {
+  dispatch_act(p.x.dt, [&](auto a) {
+    constexpr int32_t A = decltype(a)::value;
+    auto with_state = [&](auto w) {
+      if (p.state.dt == A)
+        f(a, w, a);
+      else
+        f(a, w, Tag<GDN_DTYPE_F32>{});
+    };
+    if (p.weight.dt == A)
+      with_state(a);
+    else
+      with_state(Tag<GDN_DTYPE_F32>{});
+  });
 }
 
 }  // namespace
@@ -116,8 +162,8 @@ __global__ void __launch_bounds__(kThreads) conv_final_state_kernel(ConvProblem 
 void conv_update(const Device&, const ConvProblem& p, void* stream) {
   const int64_t C = p.d.conv_dim();
   if (p.num_seqs == 0) return;
-  dispatch_act(p.x.dt, [&](auto a) {
-    conv_update_kernel<decltype(a)::value>
+  dispatch_conv(p, [&](auto a, auto w, auto s) {
+    conv_update_kernel<decltype(a)::value, decltype(w)::value, decltype(s)::value>
         <<<dim3(unsigned(p.num_seqs), ceil_div(C, kThreads)), kThreads, 0, gpuStream_t(stream)>>>(p);
     check_launch("conv_update_kernel");
   });
@@ -127,14 +173,14 @@ void conv_prefill(const Device&, const ConvProblem& p, void* stream) {
   const int64_t C = p.d.conv_dim();
   if (p.num_seqs == 0) return;
   const int64_t T = p.tokens_per_seq;  // prefill: the total row count
-  dispatch_act(p.x.dt, [&](auto a) {
-    constexpr int32_t A = decltype(a)::value;
+  dispatch_conv(p, [&](auto a, auto w, auto s) {
+    constexpr int32_t A = decltype(a)::value, WT = decltype(w)::value, ST = decltype(s)::value;
     if (T > 0) {
-      conv_prefill_kernel<A><<<dim3(ceil_div(T, kTokensPerThread), ceil_div(C, kThreads)), kThreads, 0,
-                               gpuStream_t(stream)>>>(p, T);
+      conv_prefill_kernel<A, WT, ST><<<dim3(ceil_div(T, kTokensPerThread), ceil_div(C, kThreads)), kThreads, 0,
+                                       gpuStream_t(stream)>>>(p, T);
       check_launch("conv_prefill_kernel");
     }
-    conv_final_state_kernel<A>
+    conv_final_state_kernel<A, ST>
         <<<dim3(unsigned(p.num_seqs), ceil_div(C, kThreads)), kThreads, 0, gpuStream_t(stream)>>>(p);
     check_launch("conv_final_state_kernel");
   });

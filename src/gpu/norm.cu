@@ -1,6 +1,7 @@
-// RMSNormGated (+ FP8 group quantisation) on the GPU. One block per token; subgroups of 32 lanes
-// take one value head at a time (shuffle reductions within 32 lanes work on wave32 and wave64).
-// For FP8 the normalised row is staged in shared memory, then each subgroup quantises groups.
+// RMSNormGated (+ FP8 group quantisation) on the GPU. One block per (token, run of `hb` value
+// heads), the run holding whole FP8 groups; subgroups of 32 lanes take one head at a time
+// (shuffle reductions within 32 lanes work on wave32 and wave64). For FP8 the block's normalised
+// heads are staged in shared memory, then each subgroup quantises groups.
 #include <cfloat>
 
 #include "launch.hpp"
@@ -13,17 +14,18 @@ namespace {
 constexpr int kThreads = 256, kLanes = 32, kGroups = kThreads / kLanes;
 
 template <int32_t ACT, int32_t OUT, bool FP8>
-__global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p) {
+__global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p, int hb) {
   extern __shared__ float smem[];
-  const int64_t HV = p.d.HV, V = p.d.V, t = blockIdx.x;
-  float* w_s = smem;      // [V]
-  float* y_s = smem + V;  // [HV * V], FP8 only
+  const int64_t V = p.d.V, t = blockIdx.x, h0 = int64_t(blockIdx.y) * hb;
+  const int64_t HV = hb;   // heads of this block: h0 .. h0 + hb - 1; indices below are local
+  float* w_s = smem;       // [V]
+  float* y_s = smem + V;   // [hb * V], FP8 only
   const int lane = threadIdx.x % kLanes, sg = threadIdx.x / kLanes;
   for (int64_t j = threadIdx.x; j < V; j += kThreads) w_s[j] = p.weight.f(j);
   __syncthreads();
   for (int64_t h = sg; h < HV; h += kGroups) {
-    const char* x = p.x.at(t, 0, h);
-    const char* z = p.z.at(t, 0, h);
+    const char* x = p.x.at(t, 0, h0 + h);
+    const char* z = p.z.at(t, 0, h0 + h);
     float ss = 0.0f;
     for (int64_t j = lane; j < V; j += kLanes) {
       const float xv = Elem<ACT>::load(x, j);
@@ -35,12 +37,12 @@ __global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p) {
       if constexpr (FP8)
         y_s[h * V + j] = y;
       else
-        Elem<OUT>::store(p.out.at(t, 0, h), j, y);
+        Elem<OUT>::store(p.out.at(t, 0, h0 + h), j, y);
     }
   }
   if constexpr (FP8) {
     // Scales of all groups first, then the codes head by head (32-bit index math only).
-    float* scale_s = y_s + HV * V;  // [HV * V / group]
+    float* scale_s = y_s + HV * V;  // [hb * V / group]
     __syncthreads();
     const float fmax = fp8_max(OUT);
     const int gs = int(p.group), groups = int(HV * V) / gs;
@@ -50,25 +52,39 @@ __global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p) {
       const float scale = fmaxf(subgroup32_max(amax) / fmax, FLT_MIN);
       if (lane == 0) {
         scale_s[g] = scale;
-        store_float(p.scales.at(t, g), p.scales.dt, scale);
+        store_float(p.scales.at(t, h0 * V / gs + g), p.scales.dt, scale);
       }
     }
     __syncthreads();
     const int Vi = int(V);
     for (int h = sg; h < int(HV); h += kGroups) {
-      char* out = p.out.at(t, 0, h);
+      char* out = p.out.at(t, 0, h0 + h);
       for (int j = lane; j < Vi; j += kLanes) Elem<OUT>::store(out, j, y_s[h * Vi + j] / scale_s[(h * Vi + j) / gs]);
     }
   }
 }
 
+int64_t gcd(int64_t a, int64_t b) { return b == 0 ? a : gcd(b, a % b); }
+
+// Heads per block: a multiple of the heads one FP8 group-aligned unit spans (lcm(V, group) / V,
+// which divides HV), grown towards one head per subgroup while it still divides HV.
+int heads_per_block(const NormProblem& p, bool fp8) {
+  const int64_t HV = p.d.HV, V = p.d.V;
+  int64_t unit = fp8 ? (V / gcd(V, p.group) * p.group) / V : 1;
+  int64_t hb = unit;
+  while (hb * 2 <= kGroups && HV % (hb * 2) == 0) hb *= 2;
+  return int(hb);
+}
+
 template <int32_t ACT, int32_t OUT, bool FP8>
 void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
-  const size_t smem = size_t(p.d.V + (FP8 ? p.d.HV * p.d.V + p.d.HV * p.d.V / p.group : 0)) * sizeof(float);
+  const int hb = heads_per_block(p, FP8);
+  const int64_t cols = int64_t(hb) * p.d.V;
+  const size_t smem = size_t(p.d.V + (FP8 ? cols + cols / p.group : 0)) * sizeof(float);
   auto kernel = norm_kernel<ACT, OUT, FP8>;
   if (smem > 48 * 1024) check(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "norm smem");
   (void)dev;
-  kernel<<<unsigned(p.T), kThreads, smem, stream>>>(p);
+  kernel<<<dim3(unsigned(p.T), unsigned(p.d.HV / hb)), kThreads, smem, stream>>>(p, hb);
   check_launch("norm_kernel");
 }
 
