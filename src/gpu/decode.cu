@@ -47,7 +47,7 @@ struct StateIO {
 
 template <int32_t ACT, int32_t ST, int ROWS>
 __global__ void __launch_bounds__(kThreads) decode_kernel(GdnProblem p, int64_t tiles, bool vec) {
-  __shared__ float q_s[kMaxHeadDim], k_s[kMaxHeadDim], red[kRG][kBV], u_s[kBV], scratch[kThreads];
+  __shared__ float q_s[kMaxHeadDim], k_s[kMaxHeadDim], red[kRG][kBV], u_s[kBV], scratch[2 * kThreads / 32];
   const int64_t K = p.d.K, V = p.d.V, HV = p.d.HV, Tn = p.tokens_per_seq;
   const uint32_t bid = blockIdx.x, nt = uint32_t(tiles), nh = uint32_t(HV);
   const int64_t tile = bid % nt, h = (bid / nt) % nh, b = bid / (nt * nh);
@@ -101,8 +101,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(GdnProblem p, int64_t 
     }
     float q_scale = p.scale, k_scale = 1.0f;
     if (p.l2norm) {
-      qq = block_sum(qq, scratch);
-      kk = block_sum(kk, scratch);
+      block_sum2(qq, kk, scratch);
       q_scale *= 1.0f / sqrtf(qq + kL2NormEps);
       k_scale = 1.0f / sqrtf(kk + kL2NormEps);
     } else {

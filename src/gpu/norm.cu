@@ -13,7 +13,7 @@ namespace {
 
 constexpr int kThreads = 256, kLanes = 32, kGroups = kThreads / kLanes;
 
-template <int32_t ACT, int32_t OUT, bool FP8>
+template <int32_t ACT, int32_t OUT, bool FP8, int PER>  // PER >= V / 32
 __global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p, int hb) {
   extern __shared__ float smem[];
   const int64_t V = p.d.V, t = blockIdx.x, h0 = int64_t(blockIdx.y) * hb;
@@ -26,14 +26,23 @@ __global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p, int hb) {
   for (int64_t h = sg; h < HV; h += kGroups) {
     const char* x = p.x.at(t, 0, h0 + h);
     const char* z = p.z.at(t, 0, h0 + h);
+    // x and z of this lane's PER elements, loaded together before the reduction.
+    constexpr int kPer = PER;
+    float xs[kPer], gs_[kPer];
     float ss = 0.0f;
-    for (int64_t j = lane; j < V; j += kLanes) {
-      const float xv = Elem<ACT>::load(x, j);
-      ss += xv * xv;
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) {
+      const int64_t j = lane + int64_t(e) * kLanes;
+      xs[e] = j < V ? Elem<ACT>::load(x, j) : 0.0f;
+      gs_[e] = j < V ? Elem<ACT>::load(z, j) : 0.0f;
+      ss += xs[e] * xs[e];
     }
     const float inv = 1.0f / sqrtf(subgroup32_sum(ss) / float(V) + p.eps);
-    for (int64_t j = lane; j < V; j += kLanes) {
-      const float y = Elem<ACT>::load(x, j) * inv * w_s[j] * silu(Elem<ACT>::load(z, j));
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) {
+      const int64_t j = lane + int64_t(e) * kLanes;
+      if (j >= V) break;
+      const float y = xs[e] * inv * w_s[j] * silu(gs_[e]);
       if constexpr (FP8)
         y_s[h * V + j] = y;
       else
@@ -81,7 +90,8 @@ void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
   const int hb = heads_per_block(p, FP8);
   const int64_t cols = int64_t(hb) * p.d.V;
   const size_t smem = size_t(p.d.V + (FP8 ? cols + cols / p.group : 0)) * sizeof(float);
-  auto kernel = norm_kernel<ACT, OUT, FP8>;
+  auto kernel = p.d.V <= 4 * kLanes ? norm_kernel<ACT, OUT, FP8, 4>
+                : p.d.V <= 8 * kLanes ? norm_kernel<ACT, OUT, FP8, 8> : norm_kernel<ACT, OUT, FP8, 32>;
   if (smem > 48 * 1024) check(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "norm smem");
   (void)dev;
   kernel<<<dim3(unsigned(p.T), unsigned(p.d.HV / hb)), kThreads, smem, stream>>>(p, hb);

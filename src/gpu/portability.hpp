@@ -92,6 +92,24 @@ __device__ inline float subgroup32_max(float v) {
   return v;
 }
 
+// Two sums over the block in one pass: 32-lane shuffles, then one barrier through `smem`
+// (2 * blockDim.x / 32 floats). blockDim.x must be a multiple of 32.
+__device__ inline void block_sum2(float& a, float& b, float* smem) {
+  a = subgroup32_sum(a);
+  b = subgroup32_sum(b);
+  const unsigned groups = blockDim.x / 32, g = threadIdx.x / 32;
+  if (threadIdx.x % 32 == 0) {
+    smem[g] = a;
+    smem[groups + g] = b;
+  }
+  __syncthreads();
+  a = b = 0.0f;
+  for (unsigned i = 0; i < groups; ++i) {
+    a += smem[i];
+    b += smem[groups + i];
+  }
+}
+
 inline unsigned ceil_div(int64_t a, int64_t b) { return unsigned((a + b - 1) / b); }
 
 }  // namespace gdn::gpu
