@@ -20,9 +20,18 @@ void check_workspace(Operands& ops, void* ws, size_t bytes, size_t need) {
   ops.record_bytes(ws, need, "workspace");
 }
 
-gdn_status write_size(size_t* bytes, size_t value) {
-  *bytes = value;
-  return GDN_SUCCESS;
+// The *_workspace_size entry points: validate the counts (nb may be null for ops with one), then
+// ask the layer's backend.
+template <class F>
+gdn_status workspace_query(gdn_layer layer, const char* na, int64_t a, const char* nb, int64_t b, size_t* bytes,
+                           F&& need) {
+  return guarded([&] {
+    const gdn_layer_s& L = layer_ref(layer);
+    check_count(na, a);
+    if (nb) check_count(nb, b);
+    if (!bytes) fail(GDN_ERROR_NULL_POINTER, "bytes is NULL");
+    *bytes = need(*L.ctx->impl, L.dims);
+  });
 }
 
 // Sequence boundaries: on the CPU backend (host memory) the contents are checked too; GPU
@@ -158,13 +167,12 @@ extern "C" {
 
 GDN_API gdn_status gdn_conv_update_workspace_size(gdn_layer layer, int64_t batch, int64_t tokens_per_seq,
                                                   size_t* bytes) {
-  return guarded([&] {
-    const gdn_layer_s& L = layer_ref(layer);
-    check_count("batch", batch);
-    check_count("tokens_per_seq", tokens_per_seq);
-    if (!bytes) fail(GDN_ERROR_NULL_POINTER, "bytes is NULL");
-    write_size(bytes, L.ctx->impl->conv_workspace(L.dims, batch * tokens_per_seq, batch));
-  });
+  return workspace_query(layer, "batch", batch, "tokens_per_seq", tokens_per_seq, bytes,
+                         [&](Backend& be, const LayerDims& d) {
+                           if (tokens_per_seq > 0 && batch > (int64_t(1) << 40) / tokens_per_seq)
+                             fail(GDN_ERROR_SIZE_OVERFLOW, "batch * tokens_per_seq is too large");
+                           return be.conv_workspace(d, batch * tokens_per_seq, batch);
+                         });
 }
 
 GDN_API gdn_status gdn_conv_update(gdn_layer layer, const gdn_conv_update_args* args, void* ws, size_t ws_bytes,
@@ -195,13 +203,8 @@ GDN_API gdn_status gdn_conv_update(gdn_layer layer, const gdn_conv_update_args* 
 
 GDN_API gdn_status gdn_conv_prefill_workspace_size(gdn_layer layer, int64_t num_tokens, int64_t num_seqs,
                                                    size_t* bytes) {
-  return guarded([&] {
-    const gdn_layer_s& L = layer_ref(layer);
-    check_count("num_tokens", num_tokens);
-    check_count("num_seqs", num_seqs);
-    if (!bytes) fail(GDN_ERROR_NULL_POINTER, "bytes is NULL");
-    write_size(bytes, L.ctx->impl->conv_workspace(L.dims, num_tokens, num_seqs));
-  });
+  return workspace_query(layer, "num_tokens", num_tokens, "num_seqs", num_seqs, bytes,
+                         [&](Backend& be, const LayerDims& d) { return be.conv_workspace(d, num_tokens, num_seqs); });
 }
 
 GDN_API gdn_status gdn_conv_prefill(gdn_layer layer, const gdn_conv_prefill_args* args, void* ws, size_t ws_bytes,
@@ -236,13 +239,8 @@ GDN_API gdn_status gdn_conv_prefill(gdn_layer layer, const gdn_conv_prefill_args
 }
 
 GDN_API gdn_status gdn_decode_workspace_size(gdn_layer layer, int64_t batch, int64_t tokens_per_seq, size_t* bytes) {
-  return guarded([&] {
-    const gdn_layer_s& L = layer_ref(layer);
-    check_count("batch", batch);
-    check_count("tokens_per_seq", tokens_per_seq);
-    if (!bytes) fail(GDN_ERROR_NULL_POINTER, "bytes is NULL");
-    write_size(bytes, L.ctx->impl->decode_workspace(L.dims, batch, tokens_per_seq));
-  });
+  return workspace_query(layer, "batch", batch, "tokens_per_seq", tokens_per_seq, bytes,
+                         [&](Backend& be, const LayerDims& d) { return be.decode_workspace(d, batch, tokens_per_seq); });
 }
 
 GDN_API gdn_status gdn_decode(gdn_layer layer, const gdn_decode_args* args, void* ws, size_t ws_bytes, void* stream) {
@@ -286,13 +284,8 @@ GDN_API gdn_status gdn_decode(gdn_layer layer, const gdn_decode_args* args, void
 }
 
 GDN_API gdn_status gdn_prefill_workspace_size(gdn_layer layer, int64_t num_tokens, int64_t num_seqs, size_t* bytes) {
-  return guarded([&] {
-    const gdn_layer_s& L = layer_ref(layer);
-    check_count("num_tokens", num_tokens);
-    check_count("num_seqs", num_seqs);
-    if (!bytes) fail(GDN_ERROR_NULL_POINTER, "bytes is NULL");
-    write_size(bytes, L.ctx->impl->prefill_workspace(L.dims, num_tokens, num_seqs));
-  });
+  return workspace_query(layer, "num_tokens", num_tokens, "num_seqs", num_seqs, bytes,
+                         [&](Backend& be, const LayerDims& d) { return be.prefill_workspace(d, num_tokens, num_seqs); });
 }
 
 GDN_API gdn_status gdn_prefill(gdn_layer layer, const gdn_prefill_args* args, void* ws, size_t ws_bytes,
@@ -329,12 +322,8 @@ GDN_API gdn_status gdn_prefill(gdn_layer layer, const gdn_prefill_args* args, vo
 }
 
 GDN_API gdn_status gdn_norm_gated_workspace_size(gdn_layer layer, int64_t num_tokens, size_t* bytes) {
-  return guarded([&] {
-    const gdn_layer_s& L = layer_ref(layer);
-    check_count("num_tokens", num_tokens);
-    if (!bytes) fail(GDN_ERROR_NULL_POINTER, "bytes is NULL");
-    write_size(bytes, L.ctx->impl->norm_workspace(L.dims, num_tokens));
-  });
+  return workspace_query(layer, "num_tokens", num_tokens, nullptr, 0, bytes,
+                         [&](Backend& be, const LayerDims& d) { return be.norm_workspace(d, num_tokens); });
 }
 
 GDN_API gdn_status gdn_norm_gated(gdn_layer layer, const gdn_norm_gated_args* args, void* ws, size_t ws_bytes,

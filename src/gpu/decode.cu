@@ -45,6 +45,19 @@ struct StateIO {
   }
 };
 
+// Sums each column's partials over the row groups; thread c < kBV gets column c's total.
+__device__ __forceinline__ float column_sum(float (&red)[kRG][kBV], const float (&part)[4], int tx, int ty) {
+#pragma unroll
+  for (int c = 0; c < 4; ++c) red[ty][tx * 4 + c] = part[c];
+  __syncthreads();
+  float acc = 0.0f;
+  if (threadIdx.x < kBV) {
+#pragma unroll
+    for (int r = 0; r < kRG; ++r) acc += red[r][threadIdx.x];
+  }
+  return acc;
+}
+
 template <int32_t ACT, int32_t ST, int ROWS>
 __global__ void __launch_bounds__(kThreads) decode_kernel(GdnProblem p, int64_t tiles, bool vec) {
   __shared__ float q_s[kMaxHeadDim], k_s[kMaxHeadDim], red[kRG][kBV], u_s[kBV], scratch[2 * kThreads / 32];
@@ -121,13 +134,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(GdnProblem p, int64_t 
         part[c] += s[r][c] * ki;
       }
     }
-#pragma unroll
-    for (int c = 0; c < 4; ++c) red[ty][tx * 4 + c] = part[c];
-    __syncthreads();
+    const float kv = column_sum(red, part, tx, ty);
     if (threadIdx.x < kBV) {
-      float kv = 0.0f;
-#pragma unroll
-      for (int r = 0; r < kRG; ++r) kv += red[r][threadIdx.x];
       const int64_t j = tile * kBV + threadIdx.x;
       const float vj = j < V ? Elem<ACT>::load(p.v.at(b, t, h), j) : 0.0f;
       u_s[threadIdx.x] = beta * (vj - kv);
@@ -148,13 +156,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(GdnProblem p, int64_t 
         o[c] += s[r][c] * qi;
       }
     }
-#pragma unroll
-    for (int c = 0; c < 4; ++c) red[ty][tx * 4 + c] = o[c];
-    __syncthreads();
+    const float acc = column_sum(red, o, tx, ty);
     if (threadIdx.x < kBV) {
-      float acc = 0.0f;
-#pragma unroll
-      for (int r = 0; r < kRG; ++r) acc += red[r][threadIdx.x];
       const int64_t j = tile * kBV + threadIdx.x;
       if (j < V) Elem<ACT>::store(p.out.at(b, t, h), j, acc);
     }

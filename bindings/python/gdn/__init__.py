@@ -66,7 +66,27 @@ def _stream(stream):
     return int(stream) or None
 
 
-class Context:
+class _Handle:
+    """An owned libgdn handle, released by close() (also on `with` exit and collection)."""
+    _destroy = None
+    _h = None
+
+    def close(self):
+        if self._h:
+            getattr(L.lib(), self._destroy)(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class Context(_Handle):
     """A backend and device: "cpu", "cuda", "hip" or "auto". Close it (or use `with`) when done.
     Run calls on one context must not overlap in time."""
 
@@ -84,28 +104,16 @@ class Context:
         self.backend = {v: k for k, v in _BACKENDS.items()}[got.value]
         self.lock = threading.Lock()
 
+    _destroy = "gdn_context_destroy"
+
     @property
     def handle(self):
         if not self._h:
             raise ValueError("context is closed")
         return self._h
 
-    def close(self):
-        if getattr(self, "_h", None):
-            L.lib().gdn_context_destroy(self._h)
-            self._h = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
-
-
-class Layer:
+class Layer(_Handle):
     """A GDN layer description. Keyword arguments are gdn_layer_config fields; dtypes by name
     ("bf16", "f32", ...), input_layout "plain" / "grouped", conv_activation "silu" / "none"."""
 
@@ -131,19 +139,7 @@ class Layer:
         self._h = handle
         self._ws = None  # host workspace (CPU backend), grown on demand
 
-    def close(self):
-        if getattr(self, "_h", None):
-            L.lib().gdn_layer_destroy(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
+    _destroy = "gdn_layer_destroy"
 
     @property
     def conv_dim(self):
