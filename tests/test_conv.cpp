@@ -42,7 +42,7 @@ struct ConvCase {
         }
         x.set(t * width + col, mixed.get(t * C + ch));
       }
-    weight = Buf(GDN_DTYPE_F32, {C, W});
+    weight = Buf(state_dt, {C, W});  // act dtype or F32, like the state: both kernel paths get tested
     weight.fill_uniform(rng, -1, 1);
     bias = Buf(act, {C});
     bias.fill_uniform(rng, -0.5, 0.5);

@@ -139,6 +139,93 @@ __global__ void __launch_bounds__(kThreads) conv_final_state_kernel(ConvProblem 
     if (j < W - 1) Elem<ST>::store(p.state.at(slot, c, 0), j * p.state.s_w, win[j]);
 }
 
+// Fast path of the decode update for the common case: width 4, 2-byte activations, weights and
+// state all of the activation dtype, contiguous weight [C, 4] and state [C, 3] rows, 16-byte
+// aligned. One thread takes 8 channels: 16-byte loads of x, the 8 x 4 weights and the 8 x 3 window,
+// 16-byte stores of the outputs and the new window.
+constexpr int kVec = 8;
+
+union Pack8 {
+  uint4 v;
+  uint16_t h[8];
+};
+
+template <int32_t ACT>
+__global__ void __launch_bounds__(kThreads) conv_update_vec_kernel(ConvProblem p) {
+  const int64_t C = p.d.conv_dim(), b = blockIdx.x;
+  const int64_t c0 = (int64_t(blockIdx.y) * kThreads + threadIdx.x) * kVec;
+  if (c0 >= C) return;
+  const int64_t slot = p.slot_idx.idx(b);
+  const bool ok = slot >= 0 && slot < p.state.num_slots;
+  float w[kVec][4], win[kVec][3], bias[kVec];
+  if (ok) {
+    const uint4* wp = reinterpret_cast<const uint4*>(p.weight.at(c0, 0));
+    const uint4* sp = reinterpret_cast<const uint4*>(p.state.at(slot, c0, 0));
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      Pack8 pk;
+      pk.v = wp[q];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) w[(q * 8 + e) / 4][(q * 8 + e) % 4] = Elem<ACT>::load(pk.h, e);
+    }
+#pragma unroll
+    for (int q = 0; q < 3; ++q) {
+      Pack8 pk;
+      pk.v = sp[q];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) win[(q * 8 + e) / 3][(q * 8 + e) % 3] = Elem<ACT>::load(pk.h, e);
+    }
+    Pack8 bk;
+    bk.v = p.bias.present() ? *reinterpret_cast<const uint4*>(p.bias.at(c0)) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) bias[e] = Elem<ACT>::load(bk.h, e);
+  }
+  const int64_t col = p.d.conv_column(c0);
+  for (int64_t t = 0; t < p.tokens_per_seq; ++t) {
+    Pack8 out;
+    out.v = make_uint4(0, 0, 0, 0);
+    if (ok) {
+      Pack8 x;
+      x.v = *reinterpret_cast<const uint4*>(p.x.at(b, t, col));
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) {
+        const float xv = Elem<ACT>::load(x.h, e);
+        const float acc = bias[e] + w[e][0] * win[e][0] + w[e][1] * win[e][1] + w[e][2] * win[e][2] + w[e][3] * xv;
+        win[e][0] = win[e][1];
+        win[e][1] = win[e][2];
+        win[e][2] = xv;
+        Elem<ACT>::store(out.h, e, act(p, acc));
+      }
+    }
+    *reinterpret_cast<uint4*>(p.out.at(b, t, c0)) = out.v;
+  }
+  if (ok) {
+    uint4* sp = reinterpret_cast<uint4*>(p.state.at(slot, c0, 0));
+#pragma unroll
+    for (int q = 0; q < 3; ++q) {
+      Pack8 pk;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) Elem<ACT>::store(pk.h, e, win[(q * 8 + e) / 3][(q * 8 + e) % 3]);
+      sp[q] = pk.v;
+    }
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Whether conv_update_vec_kernel applies (all strides in elements of 2 bytes).
+bool vec_update_ok(const ConvProblem& p) {
+  const LayerDims& d = p.d;
+  const int32_t a = p.x.dt;
+  if (d.W != 4 || dtype_bytes(a) != 2 || p.weight.dt != a || p.state.dt != a) return false;
+  if (d.K % kVec || d.V % kVec || (p.bias.present() && (p.bias.dt != a || p.bias.s != 1 || !aligned16(p.bias.p))))
+    return false;
+  if (p.weight.s_col != 1 || p.weight.s_row != 4 || !aligned16(p.weight.p)) return false;
+  if (p.state.s_w != 1 || p.state.s_c != 3 || p.state.s_slot % kVec || !aligned16(p.state.p)) return false;
+  return aligned16(p.x.p) && aligned16(p.out.p) && p.x.s_seq % kVec == 0 && p.x.s_tok % kVec == 0 &&
+         p.out.s_seq % kVec == 0 && p.out.s_tok % kVec == 0;
+}
+
 // f(act, weight, state) tags: weight and state are the activation dtype or F32.
 template <class F>
 void dispatch_conv(const ConvProblem& p, F&& f) {
@@ -162,6 +249,15 @@ void dispatch_conv(const ConvProblem& p, F&& f) {
 void conv_update(const Device&, const ConvProblem& p, void* stream) {
   const int64_t C = p.d.conv_dim();
   if (p.num_seqs == 0) return;
+  if (vec_update_ok(p)) {
+    const dim3 grid(unsigned(p.num_seqs), ceil_div(C, int64_t(kThreads) * kVec));
+    if (p.x.dt == GDN_DTYPE_BF16)
+      conv_update_vec_kernel<GDN_DTYPE_BF16><<<grid, kThreads, 0, gpuStream_t(stream)>>>(p);
+    else
+      conv_update_vec_kernel<GDN_DTYPE_F16><<<grid, kThreads, 0, gpuStream_t(stream)>>>(p);
+    check_launch("conv_update_vec_kernel");
+    return;
+  }
   dispatch_conv(p, [&](auto a, auto w, auto s) {
     conv_update_kernel<decltype(a)::value, decltype(w)::value, decltype(s)::value>
         <<<dim3(unsigned(p.num_seqs), ceil_div(C, kThreads)), kThreads, 0, gpuStream_t(stream)>>>(p);

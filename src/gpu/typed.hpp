@@ -4,6 +4,10 @@
 
 #include <type_traits>
 
+#if defined(__CUDACC__) && !defined(__HIPCC__)
+#include <cuda_fp8.h>  // hardware e4m3 conversion on sm_89+
+#endif
+
 #include "../core/error.hpp"
 #include "../core/views.hpp"
 
@@ -33,7 +37,16 @@ template <>
 struct Elem<GDN_DTYPE_F8_E4M3FN> {
   using T = uint8_t;
   static GDN_HD float load(const void* p, int64_t i) { return e4m3_to_f32<false>(static_cast<const uint8_t*>(p)[i]); }
-  static GDN_HD void store(void* p, int64_t i, float x) { static_cast<uint8_t*>(p)[i] = f32_to_e4m3<false>(x); }
+  static GDN_HD void store(void* p, int64_t i, float x) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    // cvt.rn.satfinite.e4m3: the same rounding and saturation as f32_to_e4m3 (NaN -> 0x7f).
+    if (x == x) {
+      static_cast<uint8_t*>(p)[i] = uint8_t(__nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3));
+      return;
+    }
+#endif
+    static_cast<uint8_t*>(p)[i] = f32_to_e4m3<false>(x);
+  }
 };
 template <>
 struct Elem<GDN_DTYPE_F8_E4M3FNUZ> {
