@@ -79,8 +79,6 @@ T make_args() {
   return a;
 }
 
-inline gdn_tensor absent() { return gdn_tensor{}; }
-
 // |got - want| <= atol + rtol * |want| everywhere; reports the worst element.
 inline ::testing::AssertionResult close(const std::vector<double>& got, const std::vector<double>& want, double atol,
                                         double rtol, const char* what = "") {
@@ -141,8 +139,6 @@ inline void delta_rule_step(std::vector<double>& S, int64_t K, int64_t V, std::v
     o[j] = acc;
   }
 }
-
-inline int make_threads() { return 2; }
 
 struct Ctx {
   gdn_context ctx = nullptr;

@@ -1,7 +1,7 @@
 // The small layer that lets one kernel source build with nvcc (CUDA) and hipcc (HIP).
-// Kernels never assume a warp of 32: block reductions go through shared memory, and the few
-// places that use the hardware width take GDN_WARP_SIZE, which is 32 on NVIDIA and the
-// wavefront size (64 on gfx90a/gfx940, 32 on gfx1030) on AMD.
+// Kernels never assume a warp of 32: cross-thread sums go through shared memory or through
+// shuffles inside explicit 32-lane subgroups, which fit in a warp of 32 (NVIDIA, gfx1030) and in a
+// wavefront of 64 (gfx90a, gfx940) alike.
 #pragma once
 
 #if defined(__HIPCC__) || defined(GDN_WITH_HIP)
@@ -18,11 +18,6 @@
 #define gpuGetDeviceProperties hipGetDeviceProperties
 #define gpuFuncSetAttribute(f, a, v) hipFuncSetAttribute(reinterpret_cast<const void*>(f), a, v)
 #define gpuFuncAttributeMaxDynamicSharedMemorySize hipFuncAttributeMaxDynamicSharedMemorySize
-#if defined(__AMDGCN_WAVEFRONT_SIZE)
-#define GDN_WARP_SIZE __AMDGCN_WAVEFRONT_SIZE
-#else
-#define GDN_WARP_SIZE 64
-#endif
 #else
 #include <cuda_runtime.h>
 #define gpuError_t cudaError_t
@@ -37,7 +32,6 @@
 #define gpuGetDeviceProperties cudaGetDeviceProperties
 #define gpuFuncSetAttribute(f, a, v) cudaFuncSetAttribute(f, a, v)
 #define gpuFuncAttributeMaxDynamicSharedMemorySize cudaFuncAttributeMaxDynamicSharedMemorySize
-#define GDN_WARP_SIZE 32
 #endif
 
 #include "../core/error.hpp"
@@ -49,30 +43,6 @@ inline void check(gpuError_t e, const char* what) {
   if (e != gpuSuccess) fail(GDN_ERROR_DEVICE, "%s: %s", what, gpuGetErrorString(e));
 }
 inline void check_launch(const char* kernel) { check(gpuGetLastError(), kernel); }
-
-// Sum over the block; every thread gets the result. `smem` holds blockDim.x floats.
-__device__ inline float block_sum(float v, float* smem) {
-  smem[threadIdx.x] = v;
-  __syncthreads();
-  for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) smem[threadIdx.x] += smem[threadIdx.x + s];
-    __syncthreads();
-  }
-  const float r = smem[0];
-  __syncthreads();
-  return r;
-}
-__device__ inline float block_max(float v, float* smem) {
-  smem[threadIdx.x] = v;
-  __syncthreads();
-  for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) smem[threadIdx.x] = fmaxf(smem[threadIdx.x], smem[threadIdx.x + s]);
-    __syncthreads();
-  }
-  const float r = smem[0];
-  __syncthreads();
-  return r;
-}
 
 // XOR shuffle inside a subgroup of 32 lanes: valid on 32- and 64-wide hardware alike, as long as
 // all 32 lanes of the subgroup take part.
