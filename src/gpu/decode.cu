@@ -58,35 +58,6 @@ __device__ __forceinline__ float column_sum(float (&red)[kRG][kBV], const float 
   return acc;
 }
 
-// One token's inputs as loaded from memory, held in registers so the loads can be in flight
-// while the state tile is fetched. Each thread holds up to 2 of the K elements of q and k.
-constexpr int kQK = kMaxHeadDim / kThreads;
-struct TokenIn {
-  float q[kQK], k[kQK], x, y, A_log, dt_bias;  // x, y: a, b (raw gate) or g, beta
-};
-
-template <int32_t ACT>
-__device__ __forceinline__ TokenIn fetch_token(const GdnProblem& p, int64_t b, int64_t t, int64_t h, int64_t hk) {
-  TokenIn in;
-  const char *qrow = p.q.at(b, t, hk), *krow = p.k.at(b, t, hk);
-#pragma unroll
-  for (int e = 0; e < kQK; ++e) {
-    const int i = threadIdx.x + e * kThreads;
-    in.q[e] = i < p.d.K ? Elem<ACT>::load(qrow, i) : 0.0f;
-    in.k[e] = i < p.d.K ? Elem<ACT>::load(krow, i) : 0.0f;
-  }
-  if (p.raw_gate) {
-    in.x = load_float(p.a.at(b, t, h), p.a.dt);
-    in.y = load_float(p.b.at(b, t, h), p.b.dt);
-    in.A_log = p.A_log.f(h);
-    in.dt_bias = p.dt_bias.f(h);
-  } else {
-    in.x = load_float(p.g.at(b, t, h), p.g.dt);
-    in.y = load_float(p.beta.at(b, t, h), p.beta.dt);
-  }
-  return in;
-}
-
 template <int32_t ACT, int32_t ST, int ROWS>
 __global__ void __launch_bounds__(kThreads) decode_kernel(GdnProblem p, int64_t tiles, bool vec) {
   __shared__ float q_s[kMaxHeadDim], k_s[kMaxHeadDim], red[kRG][kBV], u_s[kBV], scratch[2 * kThreads / 32];
@@ -97,7 +68,6 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(GdnProblem p, int64_t 
   const int tx = threadIdx.x % kCT, ty = threadIdx.x / kCT;
   const int64_t j0 = tile * kBV + tx * 4;
 
-  TokenIn in = fetch_token<ACT>(p, b, 0, h, hk);  // in flight while the slot and state load
   int64_t read_slot;
   if (!p.per_token_slots) {
     read_slot = load_index(p.slot_idx.at(b, 0), p.slot_idx.dt);
@@ -124,23 +94,23 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(GdnProblem p, int64_t 
   }
 
   for (int64_t t = 0; t < Tn; ++t) {
-    // q, k of this token into shared memory; their norms; the gate.
-    if (t > 0) in = fetch_token<ACT>(p, b, t, h, hk);
+    // q, k of this token into shared memory; their norms.
     float qq = 0.0f, kk = 0.0f;
-#pragma unroll
-    for (int e = 0; e < kQK; ++e) {
-      const int i = threadIdx.x + e * kThreads;
-      if (i < K) {
-        q_s[i] = in.q[e];
-        k_s[i] = in.k[e];
-      }
-      qq += in.q[e] * in.q[e];
-      kk += in.k[e] * in.k[e];
+    const char *qrow = p.q.at(b, t, hk), *krow = p.k.at(b, t, hk);
+    for (int i = threadIdx.x; i < int(K); i += kThreads) {
+      const float qi = Elem<ACT>::load(qrow, i), ki = Elem<ACT>::load(krow, i);
+      q_s[i] = qi;
+      k_s[i] = ki;
+      qq += qi * qi;
+      kk += ki * ki;
     }
-    float g = in.x, beta = in.y;
+    float g, beta;
     if (p.raw_gate) {
-      g = gate_g(in.x, in.A_log, in.dt_bias);
-      beta = sigmoid(in.y);
+      g = gate_g(load_float(p.a.at(b, t, h), p.a.dt), p.A_log.f(h), p.dt_bias.f(h));
+      beta = sigmoid(load_float(p.b.at(b, t, h), p.b.dt));
+    } else {
+      g = load_float(p.g.at(b, t, h), p.g.dt);
+      beta = load_float(p.beta.at(b, t, h), p.beta.dt);
     }
     float q_scale = p.scale, k_scale = 1.0f;
     if (p.l2norm) {
