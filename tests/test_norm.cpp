@@ -152,6 +152,22 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Norm, ::testing::ValuesIn(kNormParams),
                                   gdn_dtype_name(p.out) + (p.grouped ? "_grouped" : "_plain");
                          });
 
+// gdn_norm_gated_fp8_quant on contiguous buffers, with a workspace from the library's query.
+gdn_status run_fp8(gdn_layer layer, const Buf& x, const Buf& z, const Buf& weight, const Buf& out, const Buf& scales) {
+  auto a = make_args<gdn_norm_gated_args>();
+  a.x = x.view();
+  a.z = z.view();
+  a.weight = weight.view();
+  a.out = out.view();
+  a.scales = scales.view();
+  size_t bytes = 0;
+  const gdn_status st = gdn_norm_gated_workspace_size(layer, x.shape[0], &bytes);
+  if (st != GDN_SUCCESS) return st;
+  Workspace ws;
+  ws.resize(bytes);
+  return call(gdn_norm_gated_fp8_quant, layer, &a, ws.ptr(), ws.size());
+}
+
 // Exact FP8 cases through the API: x = 1 (rms 1 with eps 0), z = 32 (silu(z) == 32 in fp32),
 // weight w with max 448 (240): then scale = 32 exactly and the value quantised is exactly w.
 TEST(NormFp8, RoundsHalfEvenAndHitsMaxExactly) {
@@ -173,18 +189,7 @@ TEST(NormFp8, RoundsHalfEvenAndHitsMaxExactly) {
       weight.set(j, j < int64_t(w.size()) ? w[size_t(j)] : 0.25);
     }
     out.poison();
-    auto a = make_args<gdn_norm_gated_args>();
-    a.x = x.view();
-    a.z = z.view();
-    a.weight = weight.view();
-    a.out = out.view();
-    a.scales = scales.view();
-    size_t bytes = 0;
-    ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, 1, &bytes), GDN_SUCCESS);
-    Workspace ws;
-    ws.resize(bytes);
-    ASSERT_EQ(call(gdn_norm_gated_fp8_quant, layer.layer, &a, ws.ptr(), ws.size()), GDN_SUCCESS)
-        << gdn_last_error_message();
+    ASSERT_EQ(run_fp8(layer.layer, x, z, weight, out, scales), GDN_SUCCESS) << gdn_last_error_message();
     EXPECT_EQ(scales.get(0), 32.0);
     for (int64_t j = 0; j < 128; ++j) {
       const double wj = weight.get(j);
@@ -207,17 +212,7 @@ TEST(NormFp8, ZeroGroupGivesTinyScaleAndZeros) {
   std::mt19937_64 rng(3);
   z.fill_uniform(rng, -1, 1);
   out.poison();
-  auto a = make_args<gdn_norm_gated_args>();
-  a.x = x.view();
-  a.z = z.view();
-  a.weight = weight.view();
-  a.out = out.view();
-  a.scales = scales.view();
-  size_t bytes = 0;
-  ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, 2, &bytes), GDN_SUCCESS);
-  Workspace ws;
-  ws.resize(bytes);
-  ASSERT_EQ(call(gdn_norm_gated_fp8_quant, layer.layer, &a, ws.ptr(), ws.size()), GDN_SUCCESS);
+  ASSERT_EQ(run_fp8(layer.layer, x, z, weight, out, scales), GDN_SUCCESS) << gdn_last_error_message();
   for (int i = 0; i < 4; ++i) EXPECT_EQ(scales.get(i), double(FLT_MIN));
   for (double q : out.values()) EXPECT_EQ(q, 0.0);
 }
