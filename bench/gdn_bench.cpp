@@ -4,7 +4,7 @@
 // captures a CUDA graph of several calls (rotating over state slots, so states stream from
 // memory as in serving) and reports the median of CUDA-event-timed replays over calls per graph.
 //
-//   gdn_bench [--backend cpu|cuda] [--threads N] [--iters N] [--json FILE] [--quick]
+//   gdn_bench [--backend cpu|cuda] [--threads N] [--iters N] [--json FILE] [--quick] [--only OP,OP] [--size N]
 #include <gdn.h>
 
 #include <algorithm>
@@ -136,7 +136,7 @@ struct Row {
 
 struct Bench {
   gdn_context ctx = nullptr;
-  gdn_layer layer = nullptr;
+  gdn_layer layer = nullptr, layer_bf16_state = nullptr;
   int iters = 20;
   double copy_bw = 0;  // bytes/s, read + write counted
   std::vector<Row> rows;
@@ -243,17 +243,18 @@ struct Bench {
     return std::max<int64_t>(2, std::min<int64_t>(64, (pool + per_set_bytes - 1) / per_set_bytes));
   }
 
-  void decode(int64_t B) {
-    const int64_t state_bytes = HV * K * V * 4, sets = slot_sets(B * state_bytes);
+  void decode(int64_t B, gdn_dtype state_dt = GDN_DTYPE_F32) {
+    const gdn_layer lay = state_dt == GDN_DTYPE_F32 ? layer : layer_bf16_state;
+    const int64_t state_bytes = HV * K * V * (state_dt == GDN_DTYPE_F32 ? 4 : 2), sets = slot_sets(B * state_bytes);
     Buffer q(GDN_DTYPE_BF16, {B, 1, HK, K}), k(GDN_DTYPE_BF16, {B, 1, HK, K}), v(GDN_DTYPE_BF16, {B, 1, HV, V});
     Buffer a(GDN_DTYPE_BF16, {B, 1, HV}), b(GDN_DTYPE_BF16, {B, 1, HV}), A_log(GDN_DTYPE_F32, {HV}),
         dt_bias(GDN_DTYPE_F32, {HV});
-    Buffer state(GDN_DTYPE_F32, {sets * B, HV, K, V}), out(GDN_DTYPE_BF16, {B, 1, HV, V});
+    Buffer state(state_dt, {sets * B, HV, K, V}), out(GDN_DTYPE_BF16, {B, 1, HV, V});
     std::vector<int32_t> all(size_t(sets * B));
     for (size_t i = 0; i < all.size(); ++i) all[i] = int32_t(i);
     Buffer slots(GDN_DTYPE_I32, {sets, B}, all);
     size_t ws_bytes = 0;
-    CHECK(gdn_decode_workspace_size(layer, B, 1, &ws_bytes));
+    CHECK(gdn_decode_workspace_size(lay, B, 1, &ws_bytes));
     Workspace ws(ws_bytes);
     gdn_decode_args args{};
     args.struct_size = sizeof args;
@@ -266,11 +267,11 @@ struct Bench {
       s.strides[0] = 1;
       s.data = static_cast<int32_t*>(slots.ptr) + int64_t(i) * B;
       args.slot_idx = s;
-      CHECK(gdn_decode(layer, &args, ws.ptr, ws.bytes, stream));
+      CHECK(gdn_decode(lay, &args, ws.ptr, ws.bytes, stream));
     });
     const double bytes = 2.0 * double(B * state_bytes) +
                          double(q.bytes + k.bytes + v.bytes + a.bytes + b.bytes + out.bytes + 4 * B);
-    add("decode", "B=" + std::to_string(B), t, bytes);
+    add(state_dt == GDN_DTYPE_F32 ? "decode" : "decode_bf16s", "B=" + std::to_string(B), t, bytes);
   }
 
   void conv_update(int64_t B) {
@@ -363,6 +364,8 @@ struct Bench {
 int main(int argc, char** argv) {
   int threads = 0;
   bool quick = false;
+  std::string only;      // comma-separated op names; empty: all
+  int64_t only_size = 0;  // > 0: only this batch / token count (not prefill)
   const char* json = nullptr;
   std::string backend = "cpu";
   Bench bench;
@@ -372,8 +375,10 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
     else if (!std::strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+    else if (!std::strcmp(argv[i], "--size") && i + 1 < argc) only_size = std::atoll(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--backend cpu|cuda] [--threads N] [--iters N] [--json FILE] [--quick]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--backend cpu|cuda] [--threads N] [--iters N] [--json FILE] [--quick] [--only OP,OP] [--size N]\n", argv[0]);
       return 2;
     }
   }
@@ -399,18 +404,31 @@ int main(int argc, char** argv) {
   gdn_layer_config cfg;
   gdn_layer_config_init(&cfg);
   CHECK(gdn_layer_create(bench.ctx, &cfg, &bench.layer));
+  cfg.state_dtype = GDN_DTYPE_BF16;
+  CHECK(gdn_layer_create(bench.ctx, &cfg, &bench.layer_bf16_state));
   std::printf("libgdn %s, %s backend%s, Qwen3-Next shapes (HK=16 HV=32 K=V=128, bf16 activations, fp32 state)\n",
               gdn_version_string(), backend.c_str(),
               g_gpu ? "" : (", " + std::to_string(nthreads) + " threads").c_str());
   bench.measure_copy();
   std::printf("%-12s %-28s %15s %14s %13s %8s\n", "op", "shape", "time", "bytes", "floor", "t/floor");
   const bool big = g_gpu && !quick;
-  for (int64_t B : big ? std::vector<int64_t>{1, 8, 32, 128, 512} : std::vector<int64_t>{1, 8, 32}) bench.decode(B);
-  for (int64_t B : big ? std::vector<int64_t>{1, 8, 32, 128, 512} : std::vector<int64_t>{1, 32, 128})
-    bench.conv_update(B);
-  for (int64_t T : big ? std::vector<int64_t>{1, 32, 128, 1024, 8192} : std::vector<int64_t>{1, 128, 1024})
-    bench.norm_fp8(T);
-  if (big) {
+  auto want = [&](const char* op) { return only.empty() || ("," + only + ",").find("," + std::string(op) + ",") != std::string::npos; };
+  // The sizes of one op: the full list on the GPU, a short one otherwise, or just --size N.
+  auto sizes = [&](std::vector<int64_t> full, std::vector<int64_t> short_list) {
+    std::vector<int64_t> r = big ? full : short_list;
+    if (only_size > 0) r.assign(1, only_size);
+    return r;
+  };
+  if (want("decode"))
+    for (int64_t B : sizes({1, 8, 32, 128, 512}, {1, 8, 32})) bench.decode(B);
+  if (want("decode_bf16s"))
+    for (int64_t B : sizes({1, 32, 128, 512}, {1, 32})) bench.decode(B, GDN_DTYPE_BF16);
+  if (want("conv_update"))
+    for (int64_t B : sizes({1, 8, 32, 128, 512}, {1, 32, 128})) bench.conv_update(B);
+  if (want("norm_fp8"))
+    for (int64_t T : sizes({1, 32, 128, 1024, 8192}, {1, 128, 1024})) bench.norm_fp8(T);
+  if (!want("prefill")) {
+  } else if (big) {
     bench.prefill(1, 4096);
     bench.prefill(1, 16384);
     bench.prefill(16, 2048);
@@ -419,6 +437,7 @@ int main(int argc, char** argv) {
   }
   if (json) bench.write_json(json, backend.c_str(), nthreads);
   gdn_layer_destroy(bench.layer);
+  gdn_layer_destroy(bench.layer_bf16_state);
   gdn_context_destroy(bench.ctx);
   return 0;
 }

@@ -85,6 +85,10 @@ const DecodeParam kDecodeParams[] = {
     {1, 1, 1, 1, GDN_DTYPE_F32, GDN_DTYPE_F32, 2, 1, true, true, false},
     {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 2, 1, true, true, false},
     {2, 4, 256, 256, GDN_DTYPE_BF16, GDN_DTYPE_F32, 1, 2, true, true, false},
+    // Batches large enough for the GPU's streaming (pipelined, persistent) kernel.
+    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 12, 1, true, true, false},
+    {8, 16, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, 24, 2, false, true, true},
+    {4, 16, 64, 64, GDN_DTYPE_F16, GDN_DTYPE_F32, 40, 1, true, true, false},
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, Decode, ::testing::ValuesIn(kDecodeParams), name_of);
 

@@ -9,14 +9,12 @@
 
 namespace gdn {
 
+// Branch-free (GPU address math calls this per access): one nibble per dtype code 0..8.
 GDN_HD int dtype_bytes(int32_t dt) {
-  switch (dt) {
-    case GDN_DTYPE_F32: case GDN_DTYPE_I32: return 4;
-    case GDN_DTYPE_F16: case GDN_DTYPE_BF16: return 2;
-    case GDN_DTYPE_I64: return 8;
-    case GDN_DTYPE_F8_E4M3FN: case GDN_DTYPE_F8_E4M3FNUZ: case GDN_DTYPE_BOOL: return 1;
-    default: return 0;
-  }
+  static_assert(GDN_DTYPE_F32 == 1 && GDN_DTYPE_F16 == 2 && GDN_DTYPE_BF16 == 3 && GDN_DTYPE_F8_E4M3FN == 4 &&
+                    GDN_DTYPE_F8_E4M3FNUZ == 5 && GDN_DTYPE_I32 == 6 && GDN_DTYPE_I64 == 7 && GDN_DTYPE_BOOL == 8,
+                "dtype codes");
+  return dt >= 0 && dt <= 8 ? int((0x184112240ull >> (4 * dt)) & 15u) : 0;
 }
 
 // Loads/stores one float-ish element of a runtime dtype (F32, F16, BF16, FP8).

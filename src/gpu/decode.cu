@@ -1,7 +1,11 @@
-// Recurrent gated delta rule on the GPU. One block per (sequence, value head, tile of 32 state
-// columns); the K x 32 state tile stays in registers across the Tn tokens of the call, so the
-// state is read once and written once. 128 threads: 8 column threads (4 columns each) x 16 row
-// groups; column sums go through shared memory, so no warp width is assumed.
+// Recurrent gated delta rule on the GPU. One block per (sequence, value head, tile of BV state
+// columns); the K x BV state tile stays in registers across the Tn tokens of the call, so the
+// state is read once and written once. BV/4 column threads (4 columns each) x 16 row groups; a
+// warp of column threads reads 32 consecutive float4 of a row. Column sums go through shared
+// memory, so no warp width is assumed. Large batches go through a persistent streaming kernel
+// (decode_stream_kernel below); small ones through one block per 32-column tile.
+#include <algorithm>
+
 #include "launch.hpp"
 #include "portability.hpp"
 #include "typed.hpp"
@@ -9,204 +13,313 @@
 namespace gdn::gpu {
 namespace {
 
-constexpr int kCT = 8, kRG = 16, kThreads = kCT * kRG, kBV = 4 * kCT;
+constexpr int kRG = 16;
 
 template <int32_t ST>
 struct StateIO {
+  using T = typename Elem<ST>::T;
   // Loads 4 consecutive columns [j, j+4) of a state row (masked past V).
-  static __device__ void load4(const char* row, int64_t j, int64_t V, bool vec, float (&s)[4]) {
-    if (vec && j + 4 <= V) {
-      if constexpr (ST == GDN_DTYPE_F32) {
-        const float4 x = *reinterpret_cast<const float4*>(reinterpret_cast<const float*>(row) + j);
-        s[0] = x.x, s[1] = x.y, s[2] = x.z, s[3] = x.w;
-      } else {
-        const uint2 x = *reinterpret_cast<const uint2*>(reinterpret_cast<const uint16_t*>(row) + j);
-        s[0] = bf16_to_f32(uint16_t(x.x & 0xffffu)), s[1] = bf16_to_f32(uint16_t(x.x >> 16));
-        s[2] = bf16_to_f32(uint16_t(x.y & 0xffffu)), s[3] = bf16_to_f32(uint16_t(x.y >> 16));
-      }
-      return;
-    }
+  static __device__ void load4(const T* row, int64_t j, int64_t V, bool vec, float (&s)[4]) {
+    if (vec && j + 4 <= V) return Vec4<ST>::load(row, j, s);
     for (int c = 0; c < 4; ++c) s[c] = j + c < V ? Elem<ST>::load(row, j + c) : 0.0f;
   }
-  static __device__ void store4(char* row, int64_t j, int64_t V, bool vec, const float (&s)[4]) {
-    if (vec && j + 4 <= V) {
-      if constexpr (ST == GDN_DTYPE_F32) {
-        *reinterpret_cast<float4*>(reinterpret_cast<float*>(row) + j) = make_float4(s[0], s[1], s[2], s[3]);
-      } else {
-        uint2 x;
-        x.x = uint32_t(f32_to_bf16(s[0])) | (uint32_t(f32_to_bf16(s[1])) << 16);
-        x.y = uint32_t(f32_to_bf16(s[2])) | (uint32_t(f32_to_bf16(s[3])) << 16);
-        *reinterpret_cast<uint2*>(reinterpret_cast<uint16_t*>(row) + j) = x;
-      }
-      return;
-    }
+  static __device__ void store4(T* row, int64_t j, int64_t V, bool vec, const float (&s)[4]) {
+    if (vec && j + 4 <= V) return Vec4<ST>::store(row, j, s);
     for (int c = 0; c < 4; ++c)
       if (j + c < V) Elem<ST>::store(row, j + c, s[c]);
   }
+  // Row ty of (slot, h); rows step by kRG.
+  static __device__ __forceinline__ T* row0(const GdnProblem& p, int64_t slot, int64_t h, int ty) {
+    return reinterpret_cast<T*>(p.state.p) + slot * p.state.s_slot + h * p.state.s_h + ty * p.state.s_k;
+  }
+  // This thread's rows ty + r * kRG (r < ROWS, rows < K) of the tile at columns [j0, j0 + 4).
+  template <int ROWS>
+  static __device__ void load_tile(const GdnProblem& p, int64_t slot, int64_t h, int ty, int64_t j0, bool vec,
+                                   float (&s)[ROWS][4]) {
+    const T* row = slot >= 0 ? row0(p, slot, h, ty) : nullptr;
+    const int64_t step = kRG * p.state.s_k;
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r, row += step) {
+      if (slot >= 0 && ty + r * kRG < p.d.K)
+        load4(row, j0, p.d.V, vec, s[r]);
+      else
+        s[r][0] = s[r][1] = s[r][2] = s[r][3] = 0.0f;
+    }
+  }
+  template <int ROWS>
+  static __device__ void store_tile(const GdnProblem& p, int64_t slot, int64_t h, int ty, int64_t j0, bool vec,
+                                    const float (&s)[ROWS][4]) {
+    T* row = row0(p, slot, h, ty);
+    const int64_t step = kRG * p.state.s_k;
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r, row += step)
+      if (ty + r * kRG < p.d.K) store4(row, j0, p.d.V, vec, s[r]);
+  }
 };
 
-// Sums each column's partials over the row groups; thread c < kBV gets column c's total.
-__device__ __forceinline__ float column_sum(float (&red)[kRG][kBV], const float (&part)[4], int tx, int ty) {
+// Sums each column's partials over the row groups; thread c < BV gets column c's total.
+template <int BV>
+__device__ __forceinline__ float column_sum(float (&red)[kRG][BV], const float (&part)[4], int tx, int ty) {
 #pragma unroll
   for (int c = 0; c < 4; ++c) red[ty][tx * 4 + c] = part[c];
   __syncthreads();
   float acc = 0.0f;
-  if (threadIdx.x < kBV) {
+  if (threadIdx.x < BV) {
 #pragma unroll
     for (int r = 0; r < kRG; ++r) acc += red[r][threadIdx.x];
   }
   return acc;
 }
 
-template <int32_t ACT, int32_t ST, int ROWS>
-__global__ void __launch_bounds__(kThreads) decode_kernel(GdnProblem p, int64_t tiles, bool vec) {
-  __shared__ float q_s[kMaxHeadDim], k_s[kMaxHeadDim], red[kRG][kBV], u_s[kBV], scratch[2 * kThreads / 32];
+// Shared memory of the token loop.
+template <int BV>
+struct TokenSmem {
+  static constexpr int kThreads = BV / 4 * kRG;
+  float q[kMaxHeadDim], k[kMaxHeadDim], red[kRG][BV], u[BV], scratch[2 * kThreads / 32], gate[2];
+};
+
+// The slot a sequence's state is read from (-1: none, PAD or out of range).
+__device__ __forceinline__ int64_t read_slot_of(const GdnProblem& p, int64_t b) {
+  int64_t slot = -1;
+  if (!p.per_token_slots) {
+    slot = load_index(p.slot_idx.at(b, 0), p.slot_idx.dt);
+  } else {
+    const int64_t acc = p.num_accepted.present() ? p.num_accepted.idx(b) : 1;
+    if (acc >= 1 && acc <= p.tokens_per_seq) slot = load_index(p.slot_idx.at(b, acc - 1), p.slot_idx.dt);
+  }
+  return slot >= 0 && slot < p.state.num_slots ? slot : -1;
+}
+
+// The Tn tokens of sequence b on the state tile (rows ty + r * kRG, columns j0 .. j0 + 3) held in
+// s; writes the outputs and the updated state.
+template <int32_t ACT, int32_t ST, int ROWS, int BV>
+__device__ __forceinline__ void run_tokens(const GdnProblem& p, TokenSmem<BV>& sm, float (&s)[ROWS][4], int64_t b,
+                                           int64_t h, int64_t tile, int64_t read_slot, bool vec) {
+  constexpr int kCT = BV / 4, kThreads = kCT * kRG, kBV = BV;
   const int64_t K = p.d.K, V = p.d.V, HV = p.d.HV, Tn = p.tokens_per_seq;
-  const uint32_t bid = blockIdx.x, nt = uint32_t(tiles), nh = uint32_t(HV);
-  const int64_t tile = bid % nt, h = (bid / nt) % nh, b = bid / (nt * nh);
   const int64_t hk = h / (HV / p.d.HK);
   const int tx = threadIdx.x % kCT, ty = threadIdx.x / kCT;
   const int64_t j0 = tile * kBV + tx * 4;
-
-  int64_t read_slot;
-  if (!p.per_token_slots) {
-    read_slot = load_index(p.slot_idx.at(b, 0), p.slot_idx.dt);
-  } else {
-    const int64_t acc = p.num_accepted.present() ? p.num_accepted.idx(b) : 1;
-    read_slot = (acc >= 1 && acc <= Tn) ? load_index(p.slot_idx.at(b, acc - 1), p.slot_idx.dt) : -1;
-  }
-  if (read_slot < 0 || read_slot >= p.state.num_slots) {
+  if (read_slot < 0) {  // PAD / out of range: zero outputs, no state (uniform over the block)
     if (ty == 0)
       for (int64_t t = 0; t < Tn; ++t)
         for (int c = 0; c < 4; ++c)
           if (j0 + c < V) Elem<ACT>::store(p.out.at(b, t, h), j0 + c, 0.0f);
+    __syncthreads();  // like the token loop's last barrier: shared memory may be reused after this
     return;
   }
-
-  float s[ROWS][4];
-#pragma unroll
-  for (int r = 0; r < ROWS; ++r) {
-    const int64_t i = ty + r * kRG;
-    if (i < K)
-      StateIO<ST>::load4(p.state.at(read_slot, h, i), j0, V, vec, s[r]);
-    else
-      s[r][0] = s[r][1] = s[r][2] = s[r][3] = 0.0f;
-  }
-
   for (int64_t t = 0; t < Tn; ++t) {
     // q, k of this token into shared memory; their norms.
     float qq = 0.0f, kk = 0.0f;
     const char *qrow = p.q.at(b, t, hk), *krow = p.k.at(b, t, hk);
     for (int i = threadIdx.x; i < int(K); i += kThreads) {
       const float qi = Elem<ACT>::load(qrow, i), ki = Elem<ACT>::load(krow, i);
-      q_s[i] = qi;
-      k_s[i] = ki;
+      sm.q[i] = qi;
+      sm.k[i] = ki;
       qq += qi * qi;
       kk += ki * ki;
     }
-    float g, beta;
-    if (p.raw_gate) {
-      g = gate_g(load_float(p.a.at(b, t, h), p.a.dt), p.A_log.f(h), p.dt_bias.f(h));
-      beta = sigmoid(load_float(p.b.at(b, t, h), p.b.dt));
-    } else {
-      g = load_float(p.g.at(b, t, h), p.g.dt);
-      beta = load_float(p.beta.at(b, t, h), p.beta.dt);
+    // This thread's v column, loaded before the reductions so its latency overlaps them.
+    const int64_t jv = tile * kBV + threadIdx.x;
+    const float vj = threadIdx.x < kBV && jv < V ? Elem<ACT>::load(p.v.at(b, t, h), jv) : 0.0f;
+    if (threadIdx.x == 0) {  // the gate once per block, published by the barrier below
+      float g, beta;
+      if (p.raw_gate) {
+        g = gate_g(load_float(p.a.at(b, t, h), p.a.dt), p.A_log.f(h), p.dt_bias.f(h));
+        beta = sigmoid(load_float(p.b.at(b, t, h), p.b.dt));
+      } else {
+        g = load_float(p.g.at(b, t, h), p.g.dt);
+        beta = load_float(p.beta.at(b, t, h), p.beta.dt);
+      }
+      sm.gate[0] = expf(g);
+      sm.gate[1] = beta;
     }
     float q_scale = p.scale, k_scale = 1.0f;
     if (p.l2norm) {
-      block_sum2(qq, kk, scratch);
+      block_sum2(qq, kk, sm.scratch);
       q_scale *= 1.0f / sqrtf(qq + kL2NormEps);
       k_scale = 1.0f / sqrtf(kk + kL2NormEps);
     } else {
       __syncthreads();
     }
-    const float decay = expf(g);
+    const float decay = sm.gate[0], beta = sm.gate[1];
 
     // kv = S^T k over this thread's rows, then across row groups.
     float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
       const int64_t i = ty + r * kRG;
-      const float ki = i < K ? k_s[i] * k_scale : 0.0f;
+      const float ki = i < K ? sm.k[i] * k_scale : 0.0f;
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         s[r][c] *= decay;
         part[c] += s[r][c] * ki;
       }
     }
-    const float kv = column_sum(red, part, tx, ty);
-    if (threadIdx.x < kBV) {
-      const int64_t j = tile * kBV + threadIdx.x;
-      const float vj = j < V ? Elem<ACT>::load(p.v.at(b, t, h), j) : 0.0f;
-      u_s[threadIdx.x] = beta * (vj - kv);
-    }
+    const float kv = column_sum(sm.red, part, tx, ty);
+    if (threadIdx.x < kBV) sm.u[threadIdx.x] = beta * (vj - kv);
     __syncthreads();
 
     // S += k u^T; o = S^T q.
     float u[4], o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-    for (int c = 0; c < 4; ++c) u[c] = u_s[tx * 4 + c];
+    for (int c = 0; c < 4; ++c) u[c] = sm.u[tx * 4 + c];
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
       const int64_t i = ty + r * kRG;
-      const float ki = i < K ? k_s[i] * k_scale : 0.0f, qi = i < K ? q_s[i] * q_scale : 0.0f;
+      const float ki = i < K ? sm.k[i] * k_scale : 0.0f, qi = i < K ? sm.q[i] * q_scale : 0.0f;
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         s[r][c] += ki * u[c];
         o[c] += s[r][c] * qi;
       }
     }
-    const float acc = column_sum(red, o, tx, ty);
+    const float acc = column_sum(sm.red, o, tx, ty);
     if (threadIdx.x < kBV) {
       const int64_t j = tile * kBV + threadIdx.x;
       if (j < V) Elem<ACT>::store(p.out.at(b, t, h), j, acc);
     }
     if (p.per_token_slots) {
       const int64_t ws = load_index(p.slot_idx.at(b, t), p.slot_idx.dt);
-      if (ws >= 0 && ws < p.state.num_slots) {
-#pragma unroll
-        for (int r = 0; r < ROWS; ++r) {
-          const int64_t i = ty + r * kRG;
-          if (i < K) StateIO<ST>::store4(p.state.at(ws, h, i), j0, V, vec, s[r]);
-        }
-      }
+      if (ws >= 0 && ws < p.state.num_slots) StateIO<ST>::store_tile(p, ws, h, ty, j0, vec, s);
     }
     __syncthreads();  // q_s, k_s, red and u_s are reused by the next token
   }
-  if (!p.per_token_slots) {
+  if (!p.per_token_slots) StateIO<ST>::store_tile(p, read_slot, h, ty, j0, vec, s);
+}
+
+
+template <int32_t ACT, int32_t ST, int ROWS, int BV>
+__global__ void __launch_bounds__(BV / 4 * kRG) decode_kernel(GdnProblem p, int64_t tiles, bool vec) {
+  constexpr int kCT = BV / 4;
+  __shared__ TokenSmem<BV> sm;
+  const uint32_t bid = blockIdx.x, nt = uint32_t(tiles), nh = uint32_t(p.d.HV);
+  const int64_t tile = bid % nt, h = (bid / nt) % nh, b = bid / (nt * nh);
+  const int tx = threadIdx.x % kCT, ty = threadIdx.x / kCT;
+  const int64_t j0 = tile * BV + tx * 4;
+  const int64_t read_slot = read_slot_of(p, b);
+  float s[ROWS][4];
+  StateIO<ST>::load_tile(p, read_slot, h, ty, j0, vec, s);
+  run_tokens<ACT, ST, ROWS, BV>(p, sm, s, b, h, tile, read_slot, vec);
+}
+
+// Streaming version for batches that fill the GPU: a persistent grid, each block walking the
+// (sequence, head, tile) items with a stride; the state tiles of the next NS - 1 items are copied
+// into shared memory asynchronously (cp.async on sm_80+) while the current one is computed, so
+// every SM keeps its share of HBM bandwidth busy instead of idling between load phases. Needs
+// V % BV == 0 and 16-byte aligned state rows.
+template <int32_t ACT, int32_t ST, int ROWS, int BV, int NS>
+__global__ void __launch_bounds__(BV / 4 * kRG) decode_stream_kernel(GdnProblem p, int64_t tiles, int64_t items) {
+  constexpr int kCT = BV / 4, kThreads = kCT * kRG, kRows = ROWS * kRG;
+  using T = typename Elem<ST>::T;
+  constexpr int kChunk = 16 / int(sizeof(T)), kChunksPerRow = BV / kChunk;
+  extern __shared__ __align__(16) unsigned char stage_raw[];
+  T* stages = reinterpret_cast<T*>(stage_raw);  // [NS][kRows][BV]
+  __shared__ TokenSmem<BV> sm;
+  __shared__ int64_t slot_s[NS];  // read slot of the item in each stage
+  const int64_t K = p.d.K;
+  const uint32_t nt = uint32_t(tiles), nh = uint32_t(p.d.HV);
+  const int tx = threadIdx.x % kCT, ty = threadIdx.x / kCT;
+
+  auto issue = [&](int64_t item, int stage) {
+    if (item < items) {
+      const uint32_t it = uint32_t(item);
+      const int64_t tile = it % nt, h = (it / nt) % nh, b = it / (nt * nh);
+      const int64_t slot = read_slot_of(p, b);
+      if (threadIdx.x == 0) slot_s[stage] = slot;
+      if (slot >= 0) {
+        T* dst = stages + int64_t(stage) * kRows * BV;
+        for (int c = threadIdx.x; c < int(K) * kChunksPerRow; c += kThreads) {
+          const int row = c / kChunksPerRow, cc = c % kChunksPerRow;
+          async_copy16(dst + row * BV + cc * kChunk,
+                       reinterpret_cast<const T*>(p.state.at(slot, h, row)) + tile * BV + cc * kChunk);
+        }
+      }
+    }
+    async_commit();
+  };
+
+  const int64_t stride = gridDim.x;
+#pragma unroll
+  for (int k = 0; k < NS - 1; ++k) issue(blockIdx.x + k * stride, k);
+  int stage = 0;
+  for (int64_t item = blockIdx.x; item < items; item += stride) {
+    issue(item + (NS - 1) * stride, (stage + NS - 1) % NS);
+    async_wait<NS - 1>();
+    __syncthreads();
+    const uint32_t it = uint32_t(item);
+    const int64_t tile = it % nt, h = (it / nt) % nh, b = it / (nt * nh);
+    const int64_t read_slot = slot_s[stage];
+    const T* src = stages + int64_t(stage) * kRows * BV;
+    float s[ROWS][4];
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
-      const int64_t i = ty + r * kRG;
-      if (i < K) StateIO<ST>::store4(p.state.at(read_slot, h, i), j0, V, vec, s[r]);
+      const int i = ty + r * kRG;
+      if (read_slot >= 0 && i < K)
+        Vec4<ST>::load(src + i * BV, tx * 4, s[r]);
+      else
+        s[r][0] = s[r][1] = s[r][2] = s[r][3] = 0.0f;
     }
+    run_tokens<ACT, ST, ROWS, BV>(p, sm, s, b, h, tile, read_slot, true);  // ends with a barrier
+    stage = (stage + 1) % NS;
   }
+  async_wait<0>();
+}
+
+template <int32_t ACT, int32_t ST, int BV>
+void launch_bv(const GdnProblem& p, bool vec, gpuStream_t stream) {
+  const int64_t tiles = (p.d.V + BV - 1) / BV;
+  const unsigned grid = unsigned(p.num_seqs * p.d.HV * tiles), threads = BV / 4 * kRG;
+  if (p.d.K <= 4 * kRG)
+    decode_kernel<ACT, ST, 4, BV><<<grid, threads, 0, stream>>>(p, tiles, vec);
+  else if (p.d.K <= 8 * kRG)
+    decode_kernel<ACT, ST, 8, BV><<<grid, threads, 0, stream>>>(p, tiles, vec);
+  else
+    decode_kernel<ACT, ST, 16, BV><<<grid, threads, 0, stream>>>(p, tiles, vec);
+  check_launch("decode_kernel");
+}
+
+template <int32_t ACT, int32_t ST, int ROWS, int BV, int NS>
+void launch_stream(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
+  auto kernel = decode_stream_kernel<ACT, ST, ROWS, BV, NS>;
+  const int threads = BV / 4 * kRG;
+  const size_t smem = size_t(NS) * ROWS * kRG * BV * dtype_bytes(ST);
+  // Static + dynamic shared memory over 48 KiB needs the opt-in (idempotent, not a stream op).
+  check(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "decode smem");
+  int per_sm = 0;
+  check(gpuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem), "decode occupancy");
+  const int64_t tiles = p.d.V / BV, items = p.num_seqs * p.d.HV * tiles;
+  const unsigned grid = unsigned(std::min<int64_t>(items, int64_t(std::max(per_sm, 1)) * dev.sm_count));
+  kernel<<<grid, threads, smem, stream>>>(p, tiles, items);
+  check_launch("decode_stream_kernel");
 }
 
 template <int32_t ACT, int32_t ST>
-void launch(const GdnProblem& p, gpuStream_t stream) {
-  const int64_t tiles = (p.d.V + kBV - 1) / kBV;
-  const int64_t blocks = p.num_seqs * p.d.HV * tiles;
-  if (blocks == 0) return;
+void launch(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
+  if (p.num_seqs * p.d.HV == 0) return;
   // float4 / 4 x bf16 state accesses need every row start 16 (8) byte aligned.
   const int64_t es = dtype_bytes(ST);
   const bool vec = (reinterpret_cast<uintptr_t>(p.state.p) % (4 * es) == 0) && p.state.s_k % 4 == 0 &&
                    p.state.s_h % 4 == 0 && p.state.s_slot % 4 == 0;
-  const unsigned grid = unsigned(blocks);
-  if (p.d.K <= 4 * kRG)
-    decode_kernel<ACT, ST, 4><<<grid, kThreads, 0, stream>>>(p, tiles, vec);
-  else if (p.d.K <= 8 * kRG)
-    decode_kernel<ACT, ST, 8><<<grid, kThreads, 0, stream>>>(p, tiles, vec);
-  else
-    decode_kernel<ACT, ST, 16><<<grid, kThreads, 0, stream>>>(p, tiles, vec);
-  check_launch("decode_kernel");
+  // The streaming kernel (tiles of 64 columns, 2 stages) takes batches with >= 4 tiles per SM,
+  // 16-byte aligned rows, whole tiles and K <= 128; everything else (batch 1 included) runs one
+  // block per 32-column tile with the state loaded straight into registers.
+  const int64_t e16 = 16 / es;
+  const bool aligned16 = (reinterpret_cast<uintptr_t>(p.state.p) % 16 == 0) && p.state.s_k % e16 == 0 &&
+                         p.state.s_h % e16 == 0 && p.state.s_slot % e16 == 0;
+  if (aligned16 && p.d.K <= 8 * kRG && p.d.V % 64 == 0 && p.num_seqs * p.d.HV * (p.d.V / 64) >= 4 * dev.sm_count) {
+    if (p.d.K <= 4 * kRG) return launch_stream<ACT, ST, 4, 64, 2>(dev, p, stream);
+    return launch_stream<ACT, ST, 8, 64, 2>(dev, p, stream);
+  }
+  launch_bv<ACT, ST, 32>(p, vec, stream);
 }
 
 }  // namespace
 
-void decode(const Device&, const GdnProblem& p, void* stream) {
+void decode(const Device& dev, const GdnProblem& p, void* stream) {
   if (p.num_seqs * p.tokens_per_seq == 0) return;
   dispatch_act(p.q.dt, [&](auto act) {
-    dispatch_state(p.state.dt, [&](auto st) { launch<decltype(act)::value, decltype(st)::value>(p, gpuStream_t(stream)); });
+    dispatch_state(p.state.dt, [&](auto st) { launch<decltype(act)::value, decltype(st)::value>(dev, p, gpuStream_t(stream)); });
   });
 }
 

@@ -2,6 +2,7 @@
 // heads), the run holding whole FP8 groups; subgroups of 32 lanes take one head at a time
 // (shuffle reductions within 32 lanes work on wave32 and wave64). For FP8 the block's normalised
 // heads are staged in shared memory, then each subgroup quantises groups.
+#include <algorithm>
 #include <cfloat>
 
 #include "launch.hpp"
@@ -73,6 +74,95 @@ __global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p, int hb) {
   }
 }
 
+// Fast path for V = 128 * SPANS (and, for FP8, a group of 8..128 columns dividing 128): half a
+// 32-lane subgroup (16 lanes) per (token, head) row, each lane holding 8 consecutive columns of
+// every 128-column span in registers; the RMS sum and each group's amax are shuffle reductions
+// inside the 16 lanes, codes leave as 8-byte stores, weights are loaded once per thread. No shared
+// memory, no barriers; each half-subgroup takes U rows at a time (all loaded before any is used)
+// and strides over all T * HV rows.
+template <int32_t ACT, int32_t OUT, bool FP8, int SPANS>
+__global__ void __launch_bounds__(kThreads) norm_rows_kernel(NormProblem p, uint32_t rows) {
+  constexpr int U = 2, kRowLanes = 16, kPer = 8;
+  const int lane = threadIdx.x % kRowLanes;
+  const uint32_t worker = (blockIdx.x * kGroups + threadIdx.x / kLanes) * 2 + (threadIdx.x % kLanes) / kRowLanes;
+  const uint32_t workers = gridDim.x * kGroups * 2;
+  const int64_t V = p.d.V;
+  const uint32_t HV = uint32_t(p.d.HV);
+  float w[SPANS][kPer];
+#pragma unroll
+  for (int s = 0; s < SPANS; ++s)
+#pragma unroll
+    for (int c = 0; c < kPer; ++c) w[s][c] = p.weight.f(s * 128 + lane * kPer + c);
+  const float fmax = FP8 ? fp8_max(OUT) : 0.0f;
+  const int gs = int(p.group);
+  // Rows are visited in the same order by both halves of a subgroup, so the loop trip count is
+  // uniform over the subgroup (shuffles need all 32 lanes); a half past the end computes on zeros.
+  const uint32_t pairs = (rows + 1) / 2 * 2;
+  for (uint32_t r0 = worker; r0 - worker % 2 < pairs; r0 += U * workers) {
+    float xs[U][SPANS][kPer], zs[U][SPANS][kPer];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const uint32_t r = r0 + u * workers;
+      if (r < rows) {
+        const uint32_t t = r / HV, h = r - t * HV;
+        const char *x = p.x.at(t, 0, h), *z = p.z.at(t, 0, h);
+#pragma unroll
+        for (int s = 0; s < SPANS; ++s)
+#pragma unroll
+          for (int q = 0; q < kPer; q += 4) {
+            float a[4], c[4];
+            Vec4<ACT>::load(x, s * 128 + lane * kPer + q, a);
+            Vec4<ACT>::load(z, s * 128 + lane * kPer + q, c);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) xs[u][s][q + e] = a[e], zs[u][s][q + e] = c[e];
+          }
+      } else {
+#pragma unroll
+        for (int s = 0; s < SPANS; ++s)
+#pragma unroll
+          for (int c = 0; c < kPer; ++c) xs[u][s][c] = zs[u][s][c] = 0.0f;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const uint32_t r = r0 + u * workers;
+      float ss = 0.0f;
+#pragma unroll
+      for (int s = 0; s < SPANS; ++s)
+#pragma unroll
+        for (int c = 0; c < kPer; ++c) ss += xs[u][s][c] * xs[u][s][c];
+      for (int m = kRowLanes / 2; m > 0; m >>= 1) ss += shfl_xor32(ss, m);
+      const float inv = rsqrtf(ss / float(V) + p.eps);
+      const uint32_t t = r / HV, h = r - t * HV;
+      char* out = r < rows ? p.out.at(t, 0, h) : nullptr;
+#pragma unroll
+      for (int s = 0; s < SPANS; ++s) {
+        float y[kPer];
+#pragma unroll
+        for (int c = 0; c < kPer; ++c) y[c] = xs[u][s][c] * inv * w[s][c] * fast_silu(zs[u][s][c]);
+        if constexpr (FP8) {
+          // The group of this lane's 8 columns spans gs / 8 consecutive lanes (gs divides 128).
+          float amax = 0.0f;
+#pragma unroll
+          for (int c = 0; c < kPer; ++c) amax = fmaxf(amax, fabsf(y[c]));
+          for (int m = 1; m < gs / kPer; m <<= 1) amax = fmaxf(amax, shfl_xor32(amax, m));
+          const float scale = fmaxf(amax / fmax, FLT_MIN);
+          const int64_t col = s * 128 + lane * kPer;
+          if (out && col % gs == 0) store_float(p.scales.at(t, (int64_t(h) * V + col) / gs), p.scales.dt, scale);
+#pragma unroll
+          for (int c = 0; c < kPer; ++c) y[c] = y[c] * (1.0f / scale);
+        }
+        if (out)
+#pragma unroll
+          for (int q = 0; q < kPer; q += 4) {
+            const float o[4] = {y[q], y[q + 1], y[q + 2], y[q + 3]};
+            Vec4<OUT>::store(out, s * 128 + lane * kPer + q, o);
+          }
+      }
+    }
+  }
+}
+
 int64_t gcd(int64_t a, int64_t b) { return b == 0 ? a : gcd(b, a % b); }
 
 // Heads per block: a multiple of the heads one FP8 group-aligned unit spans (lcm(V, group) / V,
@@ -85,15 +175,37 @@ int heads_per_block(const NormProblem& p, bool fp8) {
   return int(hb);
 }
 
+// The fast path's conditions: V = 128 * SPANS (SPANS <= 2), FP8 groups of 8..128 dividing 128,
+// every head row of x, z and out 4-element aligned (vector accesses).
+bool rows_fast_path(const NormProblem& p, bool fp8) {
+  if (p.d.V % 128 != 0 || p.d.V > 256) return false;
+  if (fp8 && (p.group < 8 || 128 % p.group != 0)) return false;
+  if (p.T * p.d.HV >= (int64_t(1) << 31)) return false;
+  for (const HeadView* v : {&p.x, &p.z, &p.out}) {
+    if (reinterpret_cast<uintptr_t>(v->p) % (4 * dtype_bytes(v->dt)) != 0) return false;
+    if (v->s0 % 4 || v->s1 % 4 || v->s_grp % 4 || v->s_in % 4) return false;
+  }
+  return true;
+}
+
 template <int32_t ACT, int32_t OUT, bool FP8>
 void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
+  if (rows_fast_path(p, FP8)) {
+    const int64_t rows = p.T * p.d.HV;  // < 2^31 (checked above)
+    const unsigned grid = unsigned(std::min<int64_t>(ceil_div(rows, kGroups * 2 * 2), int64_t(dev.sm_count) * 8));
+    if (p.d.V == 128)
+      norm_rows_kernel<ACT, OUT, FP8, 1><<<grid, kThreads, 0, stream>>>(p, uint32_t(rows));
+    else
+      norm_rows_kernel<ACT, OUT, FP8, 2><<<grid, kThreads, 0, stream>>>(p, uint32_t(rows));
+    check_launch("norm_rows_kernel");
+    return;
+  }
   const int hb = heads_per_block(p, FP8);
   const int64_t cols = int64_t(hb) * p.d.V;
   const size_t smem = size_t(p.d.V + (FP8 ? cols + cols / p.group : 0)) * sizeof(float);
   auto kernel = p.d.V <= 4 * kLanes ? norm_kernel<ACT, OUT, FP8, 4>
                 : p.d.V <= 8 * kLanes ? norm_kernel<ACT, OUT, FP8, 8> : norm_kernel<ACT, OUT, FP8, 32>;
   if (smem > 48 * 1024) check(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "norm smem");
-  (void)dev;
   kernel<<<dim3(unsigned(p.T), unsigned(p.d.HV / hb)), kThreads, smem, stream>>>(p, hb);
   check_launch("norm_kernel");
 }

@@ -18,6 +18,8 @@
 #define gpuGetDeviceProperties hipGetDeviceProperties
 #define gpuFuncSetAttribute(f, a, v) hipFuncSetAttribute(reinterpret_cast<const void*>(f), a, v)
 #define gpuFuncAttributeMaxDynamicSharedMemorySize hipFuncAttributeMaxDynamicSharedMemorySize
+#define gpuOccupancyMaxActiveBlocksPerMultiprocessor(n, f, t, s) \
+  hipOccupancyMaxActiveBlocksPerMultiprocessor(n, reinterpret_cast<const void*>(f), t, s)
 #else
 #include <cuda_runtime.h>
 #define gpuError_t cudaError_t
@@ -32,6 +34,7 @@
 #define gpuGetDeviceProperties cudaGetDeviceProperties
 #define gpuFuncSetAttribute(f, a, v) cudaFuncSetAttribute(f, a, v)
 #define gpuFuncAttributeMaxDynamicSharedMemorySize cudaFuncAttributeMaxDynamicSharedMemorySize
+#define gpuOccupancyMaxActiveBlocksPerMultiprocessor cudaOccupancyMaxActiveBlocksPerMultiprocessor
 #endif
 
 #include "../core/error.hpp"
@@ -79,6 +82,33 @@ __device__ inline void block_sum2(float& a, float& b, float* smem) {
     b += smem[groups + i];
   }
 }
+
+// 16-byte global -> shared copies that complete in the background (cp.async on sm_80+; a plain
+// copy elsewhere), grouped by async_commit() and awaited by async_wait<N>() (all but the newest N
+// groups of this thread complete). Other threads' copies are visible after a barrier.
+__device__ __forceinline__ void async_copy16(void* smem, const void* gmem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(__HIPCC__)
+  const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem) : "memory");
+#else
+  *static_cast<uint4*>(smem) = *static_cast<const uint4*>(gmem);
+#endif
+}
+__device__ __forceinline__ void async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(__HIPCC__)
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(__HIPCC__)
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+// silu through the hardware exp2 and reciprocal (a few ulp from z / (1 + expf(-z)); exact
+// where the sigmoid rounds to 1). For z -> -inf, exp overflows and the reciprocal gives 0.
+__device__ __forceinline__ float fast_silu(float z) { return z * __fdividef(1.0f, 1.0f + __expf(-z)); }
 
 inline unsigned ceil_div(int64_t a, int64_t b) { return unsigned((a + b - 1) / b); }
 

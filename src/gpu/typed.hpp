@@ -10,6 +10,7 @@
 
 #include "../core/error.hpp"
 #include "../core/views.hpp"
+#include "portability.hpp"
 
 namespace gdn::gpu {
 
@@ -37,22 +38,70 @@ template <>
 struct Elem<GDN_DTYPE_F8_E4M3FN> {
   using T = uint8_t;
   static GDN_HD float load(const void* p, int64_t i) { return e4m3_to_f32<false>(static_cast<const uint8_t*>(p)[i]); }
-  static GDN_HD void store(void* p, int64_t i, float x) {
+  static GDN_HD uint8_t encode(float x) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
     // cvt.rn.satfinite.e4m3: the same rounding and saturation as f32_to_e4m3 (NaN -> 0x7f).
-    if (x == x) {
-      static_cast<uint8_t*>(p)[i] = uint8_t(__nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3));
-      return;
+    if (x == x) return uint8_t(__nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3));
+#endif
+    return f32_to_e4m3<false>(x);
+  }
+  static GDN_HD void store(void* p, int64_t i, float x) { static_cast<uint8_t*>(p)[i] = encode(x); }
+  // Four codes packed little-endian (two cvt.rn.satfinite.e4m3x2 on sm_89+ when none is NaN).
+  static GDN_HD uint32_t encode4(const float (&v)[4]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    if (v[0] == v[0] && v[1] == v[1] && v[2] == v[2] && v[3] == v[3]) {
+      const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(v[0], v[1]), __NV_SATFINITE, __NV_E4M3);
+      const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(v[2], v[3]), __NV_SATFINITE, __NV_E4M3);
+      return lo | (hi << 16);
     }
 #endif
-    static_cast<uint8_t*>(p)[i] = f32_to_e4m3<false>(x);
+    uint32_t x = 0;
+    for (int c = 0; c < 4; ++c) x |= uint32_t(encode(v[c])) << (8 * c);
+    return x;
   }
 };
 template <>
 struct Elem<GDN_DTYPE_F8_E4M3FNUZ> {
   using T = uint8_t;
   static GDN_HD float load(const void* p, int64_t i) { return e4m3_to_f32<true>(static_cast<const uint8_t*>(p)[i]); }
-  static GDN_HD void store(void* p, int64_t i, float x) { static_cast<uint8_t*>(p)[i] = f32_to_e4m3<true>(x); }
+  static GDN_HD uint8_t encode(float x) { return f32_to_e4m3<true>(x); }
+  static GDN_HD void store(void* p, int64_t i, float x) { static_cast<uint8_t*>(p)[i] = encode(x); }
+  static GDN_HD uint32_t encode4(const float (&v)[4]) {
+    uint32_t x = 0;
+    for (int c = 0; c < 4; ++c) x |= uint32_t(encode(v[c])) << (8 * c);
+    return x;
+  }
+};
+
+// Four consecutive elements [j, j+4) of a row through one vector access (16 bytes for f32, 8 for
+// 2-byte types, 4 for fp8); the caller guarantees alignment (row start and j multiples of 4
+// elements, base aligned to 4 elements).
+template <int32_t DT>
+struct Vec4 {
+  static __device__ __forceinline__ void load(const void* row, int64_t j, float (&v)[4]) {
+    if constexpr (DT == GDN_DTYPE_F32) {
+      const float4 x = *reinterpret_cast<const float4*>(static_cast<const float*>(row) + j);
+      v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w;
+    } else {
+      static_assert(sizeof(typename Elem<DT>::T) == 2, "2-byte types only");
+      const uint2 x = *reinterpret_cast<const uint2*>(static_cast<const uint16_t*>(row) + j);
+      const uint16_t h[4] = {uint16_t(x.x & 0xffffu), uint16_t(x.x >> 16), uint16_t(x.y & 0xffffu),
+                             uint16_t(x.y >> 16)};
+      for (int c = 0; c < 4; ++c) v[c] = Elem<DT>::load(h, c);
+    }
+  }
+  static __device__ __forceinline__ void store(void* row, int64_t j, const float (&v)[4]) {
+    if constexpr (DT == GDN_DTYPE_F32) {
+      *reinterpret_cast<float4*>(static_cast<float*>(row) + j) = make_float4(v[0], v[1], v[2], v[3]);
+    } else if constexpr (sizeof(typename Elem<DT>::T) == 1) {
+      *reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(row) + j) = Elem<DT>::encode4(v);
+    } else {
+      uint16_t h[4];
+      for (int c = 0; c < 4; ++c) Elem<DT>::store(h, c, v[c]);
+      *reinterpret_cast<uint2*>(static_cast<uint16_t*>(row) + j) =
+          make_uint2(uint32_t(h[0]) | (uint32_t(h[1]) << 16), uint32_t(h[2]) | (uint32_t(h[3]) << 16));
+    }
+  }
 };
 
 template <int32_t DT>
