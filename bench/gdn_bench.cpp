@@ -274,6 +274,41 @@ struct Bench {
     add(state_dt == GDN_DTYPE_F32 ? "decode" : "decode_bf16s", "B=" + std::to_string(B), t, bytes);
   }
 
+  // The whole-layer decode step (conv update -> decode -> norm + FP8) at the default (grouped)
+  // layout: x is the qkvz projection, z/a/b separate tensors.
+  void decode_step(int64_t B) {
+    int64_t C = 0;
+    CHECK(gdn_layer_conv_dim(layer, &C));
+    const int64_t width = 2 * HK * K + 2 * HV * V, state_bytes = HV * K * V * 4, conv_bytes = C * 3 * 2;
+    const int64_t sets = slot_sets(B * (state_bytes + conv_bytes));
+    Buffer x(GDN_DTYPE_BF16, {B, width}), z(GDN_DTYPE_BF16, {B, HV, V}), a(GDN_DTYPE_BF16, {B, HV}),
+        b(GDN_DTYPE_BF16, {B, HV}), A_log(GDN_DTYPE_F32, {HV}), dt_bias(GDN_DTYPE_F32, {HV}),
+        w(GDN_DTYPE_BF16, {C, 4}), cst(GDN_DTYPE_BF16, {sets * B, C, 3}), state(GDN_DTYPE_F32, {sets * B, HV, K, V}),
+        nw(GDN_DTYPE_F32, {V}), q8(GDN_DTYPE_F8_E4M3FN, {B, HV, V}), sc(GDN_DTYPE_F32, {B, HV * V / 128});
+    std::vector<int32_t> all(size_t(sets * B));
+    for (size_t i = 0; i < all.size(); ++i) all[i] = int32_t(i);
+    Buffer slots(GDN_DTYPE_I32, {sets, B}, all);
+    size_t ws_bytes = 0;
+    CHECK(gdn_decode_step_workspace_size(layer, B, &ws_bytes));
+    Workspace ws(ws_bytes);
+    gdn_decode_step_args args{};
+    args.struct_size = sizeof args;
+    args.x = x.view(), args.conv_weight = w.view(), args.conv_state = cst.view(), args.z = z.view();
+    args.a = a.view(), args.b = b.view(), args.A_log = A_log.view(), args.dt_bias = dt_bias.view();
+    args.state = state.view(), args.norm_weight = nw.view(), args.out = q8.view(), args.scales = sc.view();
+    const double t = time_calls(int(sets), [&](int i, void* stream) {
+      gdn_tensor s = slots.view();
+      s.ndim = 1, s.shape[0] = B, s.strides[0] = 1;
+      s.data = static_cast<int32_t*>(slots.ptr) + int64_t(i) * B;
+      args.slot_idx = s;
+      CHECK(gdn_decode_step(layer, &args, ws.ptr, ws.bytes, stream));
+    });
+    // Reads: the conv channels of x, z, a, b; states in and out; writes: codes and scales.
+    const double bytes = double(B * C * 2 + z.bytes + a.bytes + b.bytes + w.bytes + q8.bytes + sc.bytes + 4 * B) +
+                         2.0 * double(B * (state_bytes + conv_bytes));
+    add("decode_step", "B=" + std::to_string(B), t, bytes);
+  }
+
   void conv_update(int64_t B) {
     int64_t C = 0;
     CHECK(gdn_layer_conv_dim(layer, &C));
@@ -423,6 +458,8 @@ int main(int argc, char** argv) {
     for (int64_t B : sizes({1, 8, 32, 128, 512}, {1, 8, 32})) bench.decode(B);
   if (want("decode_bf16s"))
     for (int64_t B : sizes({1, 32, 128, 512}, {1, 32})) bench.decode(B, GDN_DTYPE_BF16);
+  if (want("decode_step"))
+    for (int64_t B : sizes({1, 8, 32, 128, 512}, {1, 32})) bench.decode_step(B);
   if (want("conv_update"))
     for (int64_t B : sizes({1, 8, 32, 128, 512}, {1, 32, 128})) bench.conv_update(B);
   if (want("norm_fp8"))

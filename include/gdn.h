@@ -281,6 +281,34 @@ GDN_API gdn_status gdn_norm_gated(gdn_layer layer, const gdn_norm_gated_args* ar
 GDN_API gdn_status gdn_norm_gated_fp8_quant(gdn_layer layer, const gdn_norm_gated_args* args, void* workspace,
                                             size_t workspace_bytes, void* stream);
 
+/* ------------------------------------------------------ whole-layer decode step
+ * One call for one new token per sequence: conv update (packed input, conv state updated in
+ * place) -> gated delta rule (raw gate, state updated in place) -> RMSNormGated, with FP8 group
+ * quantisation when `scales` is given (output fp8_dtype) or out_dtype output otherwise. The
+ * result equals gdn_conv_update + gdn_decode + gdn_norm_gated[_fp8_quant] on the same inputs bit
+ * for bit; the intermediate conv output and core-attention output live in the workspace. */
+typedef struct gdn_decode_step_args {
+  uint32_t struct_size;
+  gdn_tensor x;           /* [B, C] conv input: [B, conv_dim] (plain) or vLLM's qkvz rows (grouped) */
+  gdn_tensor conv_weight; /* [conv_dim, W] */
+  gdn_tensor conv_bias;   /* optional [conv_dim] */
+  gdn_tensor conv_state;  /* [num_slots, conv_dim, W-1], updated in place */
+  gdn_tensor z;           /* [B, HV, V] or [B, HK, HV/HK, V] */
+  gdn_tensor a;           /* [B, HV] or [B, HK, HV/HK] */
+  gdn_tensor b;           /* [B, HV] or [B, HK, HV/HK] */
+  gdn_tensor A_log;       /* [HV] */
+  gdn_tensor dt_bias;     /* [HV] */
+  gdn_tensor state;       /* [num_slots, HV, K, V], updated in place */
+  gdn_tensor slot_idx;    /* [B] int32, the same slot in both pools (PAD / out of range: skipped) */
+  gdn_tensor norm_weight; /* [V] act dtype or F32 */
+  gdn_tensor out;         /* [B, HV, V]: fp8_dtype with scales, else out_dtype */
+  gdn_tensor scales;      /* optional [B, HV*V/group] F32: present = FP8 group quantisation */
+} gdn_decode_step_args;
+
+GDN_API gdn_status gdn_decode_step_workspace_size(gdn_layer layer, int64_t batch, size_t* bytes);
+GDN_API gdn_status gdn_decode_step(gdn_layer layer, const gdn_decode_step_args* args, void* workspace,
+                                   size_t workspace_bytes, void* stream);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -38,6 +38,10 @@ inline std::vector<gdn_tensor*> tensors_of(gdn_conv_prefill_args& a) {
   return {&a.x, &a.weight, &a.bias, &a.conv_state, &a.cu_seqlens, &a.slot_idx, &a.has_initial_state, &a.out};
 }
 inline std::vector<gdn_tensor*> tensors_of(gdn_norm_gated_args& a) { return {&a.x, &a.z, &a.weight, &a.out, &a.scales}; }
+inline std::vector<gdn_tensor*> tensors_of(gdn_decode_step_args& a) {
+  return {&a.x,     &a.conv_weight, &a.conv_bias, &a.conv_state, &a.z,           &a.a,   &a.b,
+          &a.A_log, &a.dt_bias,     &a.state,     &a.slot_idx,   &a.norm_weight, &a.out, &a.scales};
+}
 
 #if defined(GDN_TEST_CUDA)
 // Host byte range of a view, or false when the view is not one the library could accept.

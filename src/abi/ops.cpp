@@ -161,9 +161,99 @@ gdn_status run_norm(gdn_layer layer, const gdn_norm_gated_args* args, void* ws, 
   });
 }
 
+// ---- decode step: the workspace holds the conv output [B, conv_dim] and the core output
+// [B, HV, V] (act dtype), then the three ops' own workspaces.
+struct StepWorkspace {
+  size_t mixed, core, conv, decode, norm, total;
+};
+size_t align256(size_t n) { return (n + 255) / 256 * 256; }
+StepWorkspace step_workspace(const Backend& be, const LayerDims& d, int32_t act, int64_t B) {
+  StepWorkspace w{};
+  const size_t es = size_t(dtype_bytes(act));
+  w.mixed = align256(size_t(B) * size_t(d.conv_dim()) * es);
+  w.core = align256(size_t(B) * size_t(d.HV * d.V) * es);
+  w.conv = align256(be.conv_workspace(d, B, B));
+  w.decode = align256(be.decode_workspace(d, B, 1));
+  w.norm = align256(be.norm_workspace(d, B));
+  w.total = w.mixed + w.core + w.conv + w.decode + w.norm;
+  return w;
+}
+
 }  // namespace
 
 extern "C" {
+
+GDN_API gdn_status gdn_decode_step_workspace_size(gdn_layer layer, int64_t batch, size_t* bytes) {
+  return guarded([&] {
+    const gdn_layer_s& L = layer_ref(layer);
+    check_count("batch", batch);
+    if (!bytes) fail(GDN_ERROR_NULL_POINTER, "bytes is NULL");
+    *bytes = step_workspace(*L.ctx->impl, L.dims, L.cfg.act_dtype, batch).total;
+  });
+}
+
+GDN_API gdn_status gdn_decode_step(gdn_layer layer, const gdn_decode_step_args* args, void* ws, size_t ws_bytes,
+                                   void* stream) {
+  return guarded([&] {
+    const gdn_layer_s& L = layer_ref(layer);
+    const auto a = read_versioned(args, "gdn_decode_step_args");
+    const LayerDims& d = L.dims;
+    const int32_t act = L.cfg.act_dtype;
+    const bool fp8 = !tensor_absent(a.scales);
+    Operands ops;
+    check_common(a.x, "x", {act});
+    if (a.x.ndim != 2) fail(GDN_ERROR_BAD_SHAPE, "x: rank %d, expected [B, C]", a.x.ndim);
+    const int64_t B = a.x.shape[0];
+    const StepWorkspace w = step_workspace(*L.ctx->impl, d, act, B);
+    char* base = static_cast<char*>(ws);
+    char *mixed = base, *core = base + w.mixed, *conv_ws = core + w.core, *dec_ws = conv_ws + w.conv,
+         *norm_ws = dec_ws + w.decode;
+    const int64_t C = d.conv_dim(), es = dtype_bytes(act);
+
+    ConvProblem pc{};
+    conv_common(ops, L, a.conv_weight, a.conv_bias, a.conv_state, &pc);
+    pc.x = conv_rows(ops, a.x, "x", act, 1, conv_input_width(d), d.layout == GDN_LAYOUT_PLAIN, false);
+    pc.out = RowView{mixed, act, C, 0};
+    pc.slot_idx = vec_view(ops, a.slot_idx, "slot_idx", B, {GDN_DTYPE_I32});
+    pc.num_seqs = B;
+    pc.tokens_per_seq = 1;
+
+    GdnProblem pd{};
+    gdn_common(L, &pd);
+    pd.q = HeadView{mixed, act, 1, C, C, d.K, 0};
+    pd.k = HeadView{mixed + es * d.HK * d.K, act, 1, C, C, d.K, 0};
+    pd.v = HeadView{mixed + es * 2 * d.HK * d.K, act, 1, C, C, d.V, 0};
+    gate_views(ops, L, a.a, a.b, a.A_log, a.dt_bias, gdn_tensor{}, gdn_tensor{}, {B}, &pd);
+    if (!pd.raw_gate) fail(GDN_ERROR_NULL_POINTER, "gate missing: give a, b, A_log, dt_bias");
+    pd.state = state_view(ops, L, a.state);
+    pd.slot_idx = MatView{static_cast<char*>(a.slot_idx.data), a.slot_idx.dtype, B, 1, a.slot_idx.strides[0], 0};
+    pd.out = HeadView{core, act, 1, d.HV * d.V, d.HV * d.V, d.V, 0};
+    pd.num_seqs = B;
+    pd.tokens_per_seq = 1;
+    pd.num_tokens = B;
+
+    NormProblem pn{};
+    pn.d = d;
+    pn.eps = L.cfg.norm_eps;
+    pn.T = B;
+    pn.x = HeadView{core, act, 1, d.HV * d.V, 0, d.V, 0};
+    pn.z = head_view(ops, a.z, "z", {B}, d.HV, d.HK, d.V, {act}, false);
+    pn.weight = vec_view(ops, a.norm_weight, "norm_weight", d.V, {act, GDN_DTYPE_F32});
+    pn.out = head_view(ops, a.out, "out", {B}, d.HV, 0, d.V, {fp8 ? L.cfg.fp8_dtype : L.cfg.out_dtype}, true);
+    if (fp8) {
+      pn.group = L.cfg.fp8_group_size;
+      ops.add(a.scales, "scales", {GDN_DTYPE_F32}, {B, d.HV * d.V / pn.group}, true);
+      pn.scales = MatView{static_cast<char*>(a.scales.data), a.scales.dtype, B, d.HV * d.V / pn.group,
+                          a.scales.strides[0], a.scales.strides[1]};
+    }
+    check_workspace(ops, ws, ws_bytes, w.total);
+    ops.check_aliasing();
+    Backend& be = *L.ctx->impl;
+    be.conv_update(pc, conv_ws, w.conv, stream);
+    be.decode(pd, dec_ws, w.decode, stream);
+    be.norm_gated(pn, fp8, norm_ws, w.norm, stream);
+  });
+}
 
 GDN_API gdn_status gdn_conv_update_workspace_size(gdn_layer layer, int64_t batch, int64_t tokens_per_seq,
                                                   size_t* bytes) {

@@ -230,6 +230,17 @@ class Layer(_Handle):
                   lambda n: lib.gdn_prefill_workspace_size(self._h, tokens, max(seqs, 0), n), workspace, stream,
                   want_extra={"has_initial_state": L.BOOL})
 
+    def decode_step(self, workspace=None, stream=None, **t):
+        """One token per sequence through the whole layer: x [B, C] (packed conv input), conv_weight,
+        conv_bias (optional), conv_state pool, z, a, b, A_log, dt_bias, state pool, slot_idx [B],
+        norm_weight [V], out [B, HV, V]; with scales [B, HV*V/group] the output is FP8."""
+        x = view_of(t["x"]) if t.get("x") is not None else None
+        fp8 = t.get("scales") is not None
+        lib = L.lib()
+        self._run(lib.gdn_decode_step, L.DecodeStepArgs, L.DECODE_STEP_FIELDS, t,
+                  lambda n: lib.gdn_decode_step_workspace_size(self._h, x.shape[0] if x else 0, n), workspace, stream,
+                  want_extra={"out": self.config.fp8_dtype if fp8 else self.config.out_dtype})
+
     def norm_gated(self, workspace=None, stream=None, **t):
         x = view_of(t["x"]) if t.get("x") is not None else None
         lib = L.lib()

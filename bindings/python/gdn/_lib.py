@@ -53,12 +53,15 @@ DECODE_FIELDS = ["q", "k", "v", "a", "b", "A_log", "dt_bias", "g", "beta", "stat
 PREFILL_FIELDS = ["q", "k", "v", "a", "b", "A_log", "dt_bias", "g", "beta", "state", "cu_seqlens", "slot_idx",
                   "has_initial_state", "out"]
 NORM_FIELDS = ["x", "z", "weight", "out", "scales"]
+DECODE_STEP_FIELDS = ["x", "conv_weight", "conv_bias", "conv_state", "z", "a", "b", "A_log", "dt_bias", "state",
+                      "slot_idx", "norm_weight", "out", "scales"]
 
 ConvUpdateArgs = _args("ConvUpdateArgs", CONV_UPDATE_FIELDS)
 ConvPrefillArgs = _args("ConvPrefillArgs", CONV_PREFILL_FIELDS)
 DecodeArgs = _args("DecodeArgs", DECODE_FIELDS)
 PrefillArgs = _args("PrefillArgs", PREFILL_FIELDS)
 NormArgs = _args("NormArgs", NORM_FIELDS)
+DecodeStepArgs = _args("DecodeStepArgs", DECODE_STEP_FIELDS)
 
 
 def _candidates():
@@ -116,6 +119,8 @@ def _declare(lib):
     fn("gdn_norm_gated_workspace_size", st, c_void_p, c_int64, POINTER(c_size_t))
     fn("gdn_norm_gated", st, c_void_p, POINTER(NormArgs), c_void_p, c_size_t, c_void_p)
     fn("gdn_norm_gated_fp8_quant", st, c_void_p, POINTER(NormArgs), c_void_p, c_size_t, c_void_p)
+    fn("gdn_decode_step_workspace_size", st, c_void_p, c_int64, POINTER(c_size_t))
+    fn("gdn_decode_step", st, c_void_p, POINTER(DecodeStepArgs), c_void_p, c_size_t, c_void_p)
     return lib
 
 

@@ -189,6 +189,37 @@ class BindingTest(unittest.TestCase):
                   out_dtype="f32").norm_gated(x=x, z=z, weight=w, out=out16)
         np.testing.assert_allclose(out16, y, rtol=2e-4, atol=2e-4)
 
+    def test_decode_step_equals_the_three_ops(self):
+        HK, HV, K, V, B, W = 1, 2, 16, 128, 3, 4
+        layer = gdn.Layer(self.ctx, num_k_heads=HK, num_v_heads=HV, head_k_dim=K, head_v_dim=V, act_dtype="f32",
+                          out_dtype="f32")
+        C = 2 * HK * K + HV * V
+        f = lambda *s: self.rng.uniform(-1, 1, s).astype(np.float32)
+        x, w, z, a, b = f(B, C), f(C, W) * 0.5, f(B, HV, V), f(B, HV), f(B, HV)
+        A_log, dt_bias, nw = f(HV), f(HV), f(V) + 1.5
+        conv0, state0 = f(4, C, W - 1), f(4, HV, K, V) * 0.5
+        slots = np.array([3, -1, 0], dtype=np.int32)
+        # The three ops.
+        conv1, state1 = conv0.copy(), state0.copy()
+        mixed = np.zeros((B, C), np.float32)
+        layer.conv_update(x=x, weight=w, conv_state=conv1, slot_idx=slots, out=mixed)
+        core = np.zeros((B, 1, HV, V), np.float32)
+        q = mixed[:, :HK * K].reshape(B, 1, HK, K)
+        k = mixed[:, HK * K:2 * HK * K].reshape(B, 1, HK, K)
+        v = mixed[:, 2 * HK * K:].reshape(B, 1, HV, V)
+        layer.decode(q=q, k=k, v=v, a=a.reshape(B, 1, HV), b=b.reshape(B, 1, HV), A_log=A_log, dt_bias=dt_bias,
+                     state=state1, slot_idx=slots, out=core)
+        out1, sc1 = np.zeros((B, HV, V), np.uint8), np.zeros((B, HV), np.float32)
+        layer.norm_gated_fp8_quant(x=core.reshape(B, HV, V), z=z, weight=nw, out=out1, scales=sc1)
+        # The step.
+        conv2, state2 = conv0.copy(), state0.copy()
+        out2, sc2 = np.zeros((B, HV, V), np.uint8), np.zeros((B, HV), np.float32)
+        layer.decode_step(x=x, conv_weight=w, conv_state=conv2, z=z, a=a, b=b, A_log=A_log, dt_bias=dt_bias,
+                          state=state2, slot_idx=slots, norm_weight=nw, out=out2, scales=sc2)
+        for got, want in ((out2, out1), (sc2, sc1), (conv2, conv1), (state2, state1)):
+            np.testing.assert_array_equal(got, want)
+        self.assertFalse(np.array_equal(state2, state0))
+
     def test_fla_drop_ins(self):
         r = self.rng
         B, T, HK, HV, K, V = 2, 37, 2, 4, 16, 8

@@ -1715,3 +1715,306 @@ extern "C" {
         stream: *mut ::std::os::raw::c_void,
     ) -> gdn_status;
 }
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct gdn_decode_step_args {
+    pub struct_size: u32,
+    pub x: gdn_tensor,
+    pub conv_weight: gdn_tensor,
+    pub conv_bias: gdn_tensor,
+    pub conv_state: gdn_tensor,
+    pub z: gdn_tensor,
+    pub a: gdn_tensor,
+    pub b: gdn_tensor,
+    pub A_log: gdn_tensor,
+    pub dt_bias: gdn_tensor,
+    pub state: gdn_tensor,
+    pub slot_idx: gdn_tensor,
+    pub norm_weight: gdn_tensor,
+    pub out: gdn_tensor,
+    pub scales: gdn_tensor,
+}
+#[test]
+fn bindgen_test_layout_gdn_decode_step_args() {
+    assert_eq!(
+        ::std::mem::size_of::<gdn_decode_step_args>(),
+        1576usize,
+        concat!("Size of: ", stringify!(gdn_decode_step_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<gdn_decode_step_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(gdn_decode_step_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_decode_step_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_decode_step_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_x() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_decode_step_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).x) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_decode_step_args),
+                "::",
+                stringify!(x)
+            )
+        );
+    }
+    test_field_x();
+    fn test_field_conv_weight() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_decode_step_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).conv_weight) as usize - ptr as usize
+            },
+            120usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_decode_step_args),
+                "::",
+                stringify!(conv_weight)
+            )
+        );
+    }
+    test_field_conv_weight();
+    fn test_field_conv_bias() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_decode_step_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).conv_bias) as usize - ptr as usize
+            },
+            232usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_decode_step_args),
+                "::",
+                stringify!(conv_bias)
+            )
+        );
+    }
+    test_field_conv_bias();
+    fn test_field_conv_state() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_decode_step_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).conv_state) as usize - ptr as usize
+            },
+            344usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_decode_step_args),
+                "::",
+                stringify!(conv_state)
+            )
+        );
+    }
+    test_field_conv_state();
+    fn test_field_z() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_decode_step_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).z) as usize - ptr as usize
+            },
+            456usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_decode_step_args),
+                "::",
+                stringify!(z)
+            )
+        );
+    }
+    test_field_z();
+    fn test_field_a() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_decode_step_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).a) as usize - ptr as usize
+            },
+            568usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_decode_step_args),
+                "::",
+                stringify!(a)
+            )
+        );
+    }
+    test_field_a();
+    fn test_field_b() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_decode_step_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).b) as usize - ptr as usize
+            },
+            680usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_decode_step_args),
+                "::",
+                stringify!(b)
+            )
+        );
+    }
+    test_field_b();
+    fn test_field_A_log() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_decode_step_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).A_log) as usize - ptr as usize
+            },
+            792usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_decode_step_args),
+                "::",
+                stringify!(A_log)
+            )
+        );
+    }
+    test_field_A_log();
+    fn test_field_dt_bias() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_decode_step_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dt_bias) as usize - ptr as usize
+            },
+            904usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_decode_step_args),
+                "::",
+                stringify!(dt_bias)
+            )
+        );
+    }
+    test_field_dt_bias();
+    fn test_field_state() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_decode_step_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).state) as usize - ptr as usize
+            },
+            1016usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_decode_step_args),
+                "::",
+                stringify!(state)
+            )
+        );
+    }
+    test_field_state();
+    fn test_field_slot_idx() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_decode_step_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).slot_idx) as usize - ptr as usize
+            },
+            1128usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_decode_step_args),
+                "::",
+                stringify!(slot_idx)
+            )
+        );
+    }
+    test_field_slot_idx();
+    fn test_field_norm_weight() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_decode_step_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).norm_weight) as usize - ptr as usize
+            },
+            1240usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_decode_step_args),
+                "::",
+                stringify!(norm_weight)
+            )
+        );
+    }
+    test_field_norm_weight();
+    fn test_field_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_decode_step_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).out) as usize - ptr as usize
+            },
+            1352usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_decode_step_args),
+                "::",
+                stringify!(out)
+            )
+        );
+    }
+    test_field_out();
+    fn test_field_scales() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_decode_step_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).scales) as usize - ptr as usize
+            },
+            1464usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_decode_step_args),
+                "::",
+                stringify!(scales)
+            )
+        );
+    }
+    test_field_scales();
+}
+extern "C" {
+    pub fn gdn_decode_step_workspace_size(
+        layer: gdn_layer,
+        batch: i64,
+        bytes: *mut usize,
+    ) -> gdn_status;
+}
+extern "C" {
+    pub fn gdn_decode_step(
+        layer: gdn_layer,
+        args: *const gdn_decode_step_args,
+        workspace: *mut ::std::os::raw::c_void,
+        workspace_bytes: usize,
+        stream: *mut ::std::os::raw::c_void,
+    ) -> gdn_status;
+}
