@@ -301,15 +301,23 @@ void launch(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
   const int64_t es = dtype_bytes(ST);
   const bool vec = (reinterpret_cast<uintptr_t>(p.state.p) % (4 * es) == 0) && p.state.s_k % 4 == 0 &&
                    p.state.s_h % 4 == 0 && p.state.s_slot % 4 == 0;
-  // The streaming kernel (tiles of 64 columns, 2 stages) takes batches with >= 4 tiles per SM,
-  // 16-byte aligned rows, whole tiles and K <= 128; everything else (batch 1 included) runs one
-  // block per 32-column tile with the state loaded straight into registers.
+  // The streaming kernel (2 stages) takes batches with >= 4 items per SM in 64-column tiles, or
+  // >= 2 per SM in 32-column tiles, given 16-byte aligned rows, whole tiles and K <= 128;
+  // everything else (batch 1 included) runs one block per 32-column tile with the state loaded
+  // straight into registers.
   const int64_t e16 = 16 / es;
   const bool aligned16 = (reinterpret_cast<uintptr_t>(p.state.p) % 16 == 0) && p.state.s_k % e16 == 0 &&
                          p.state.s_h % e16 == 0 && p.state.s_slot % e16 == 0;
-  if (aligned16 && p.d.K <= 8 * kRG && p.d.V % 64 == 0 && p.num_seqs * p.d.HV * (p.d.V / 64) >= 4 * dev.sm_count) {
-    if (p.d.K <= 4 * kRG) return launch_stream<ACT, ST, 4, 64, 2>(dev, p, stream);
-    return launch_stream<ACT, ST, 8, 64, 2>(dev, p, stream);
+  const int64_t heads = p.num_seqs * p.d.HV, sms = dev.sm_count;
+  if (aligned16 && p.d.K <= 8 * kRG) {
+    if (p.d.V % 64 == 0 && heads * (p.d.V / 64) >= 4 * sms) {
+      if (p.d.K <= 4 * kRG) return launch_stream<ACT, ST, 4, 64, 2>(dev, p, stream);
+      return launch_stream<ACT, ST, 8, 64, 2>(dev, p, stream);
+    }
+    if (p.d.V % 32 == 0 && heads * (p.d.V / 32) >= 2 * sms) {
+      if (p.d.K <= 4 * kRG) return launch_stream<ACT, ST, 4, 32, 2>(dev, p, stream);
+      return launch_stream<ACT, ST, 8, 32, 2>(dev, p, stream);
+    }
   }
   launch_bv<ACT, ST, 32>(p, vec, stream);
 }
