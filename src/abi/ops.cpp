@@ -124,27 +124,35 @@ void gdn_common(const gdn_layer_s& L, GdnProblem* p) {
 }
 
 // ---- norm
+// Everything but x: z, weight, out (out_dtype, or fp8_dtype with scales) and the scales.
+void norm_tensors(Operands& ops, const gdn_layer_s& L, int64_t T, const gdn_tensor& z, const gdn_tensor& weight,
+                  const char* weight_name, const gdn_tensor& out, const gdn_tensor& scales, bool fp8,
+                  NormProblem* p) {
+  const LayerDims& d = L.dims;
+  const int32_t act = L.cfg.act_dtype;
+  p->d = d;
+  p->eps = L.cfg.norm_eps;
+  p->T = T;
+  p->z = head_view(ops, z, "z", {T}, d.HV, d.HK, d.V, {act}, false);
+  p->weight = vec_view(ops, weight, weight_name, d.V, {act, GDN_DTYPE_F32});
+  p->out = head_view(ops, out, "out", {T}, d.HV, 0, d.V, {fp8 ? L.cfg.fp8_dtype : L.cfg.out_dtype}, true);
+  if (fp8) {
+    p->group = L.cfg.fp8_group_size;
+    ops.add(scales, "scales", {GDN_DTYPE_F32}, {T, d.HV * d.V / p->group}, true);
+    p->scales = MatView{static_cast<char*>(scales.data), scales.dtype, T, d.HV * d.V / p->group, scales.strides[0],
+                        scales.strides[1]};
+  }
+}
+
 void norm_problem(Operands& ops, const gdn_layer_s& L, const gdn_norm_gated_args& a, bool fp8, NormProblem* p) {
   const LayerDims& d = L.dims;
   const int32_t act = L.cfg.act_dtype;
   check_common(a.x, "x", {act});
   if (a.x.ndim != 3) fail(GDN_ERROR_BAD_SHAPE, "x: rank %d, expected [T, HV, V]", a.x.ndim);
   const int64_t T = a.x.shape[0];
-  p->d = d;
-  p->eps = L.cfg.norm_eps;
-  p->T = T;
   p->x = head_view(ops, a.x, "x", {T}, d.HV, 0, d.V, {act}, false);
-  p->z = head_view(ops, a.z, "z", {T}, d.HV, d.HK, d.V, {act}, false);
-  p->weight = vec_view(ops, a.weight, "weight", d.V, {act, GDN_DTYPE_F32});
-  p->out = head_view(ops, a.out, "out", {T}, d.HV, 0, d.V, {fp8 ? L.cfg.fp8_dtype : L.cfg.out_dtype}, true);
-  if (fp8) {
-    p->group = L.cfg.fp8_group_size;
-    ops.add(a.scales, "scales", {GDN_DTYPE_F32}, {T, d.HV * d.V / p->group}, true);
-    p->scales = MatView{static_cast<char*>(a.scales.data), a.scales.dtype, T, d.HV * d.V / p->group,
-                        a.scales.strides[0], a.scales.strides[1]};
-  } else if (!tensor_absent(a.scales)) {
-    fail(GDN_ERROR_INVALID_ARGUMENT, "scales is only for gdn_norm_gated_fp8_quant");
-  }
+  norm_tensors(ops, L, T, a.z, a.weight, "weight", a.out, a.scales, fp8, p);
+  if (!fp8 && !tensor_absent(a.scales)) fail(GDN_ERROR_INVALID_ARGUMENT, "scales is only for gdn_norm_gated_fp8_quant");
 }
 
 gdn_status run_norm(gdn_layer layer, const gdn_norm_gated_args* args, void* ws, size_t ws_bytes, void* stream,
@@ -233,19 +241,8 @@ GDN_API gdn_status gdn_decode_step(gdn_layer layer, const gdn_decode_step_args* 
     pd.num_tokens = B;
 
     NormProblem pn{};
-    pn.d = d;
-    pn.eps = L.cfg.norm_eps;
-    pn.T = B;
     pn.x = HeadView{core, act, 1, d.HV * d.V, 0, d.V, 0};
-    pn.z = head_view(ops, a.z, "z", {B}, d.HV, d.HK, d.V, {act}, false);
-    pn.weight = vec_view(ops, a.norm_weight, "norm_weight", d.V, {act, GDN_DTYPE_F32});
-    pn.out = head_view(ops, a.out, "out", {B}, d.HV, 0, d.V, {fp8 ? L.cfg.fp8_dtype : L.cfg.out_dtype}, true);
-    if (fp8) {
-      pn.group = L.cfg.fp8_group_size;
-      ops.add(a.scales, "scales", {GDN_DTYPE_F32}, {B, d.HV * d.V / pn.group}, true);
-      pn.scales = MatView{static_cast<char*>(a.scales.data), a.scales.dtype, B, d.HV * d.V / pn.group,
-                          a.scales.strides[0], a.scales.strides[1]};
-    }
+    norm_tensors(ops, L, B, a.z, a.norm_weight, "norm_weight", a.out, a.scales, fp8, &pn);
     check_workspace(ops, ws, ws_bytes, w.total);
     ops.check_aliasing();
     Backend& be = *L.ctx->impl;
