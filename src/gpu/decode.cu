@@ -1,8 +1,7 @@
 // Recurrent gated delta rule on the GPU. One block per (sequence, value head, tile of BV state
 // columns); the K x BV state tile stays in registers across the Tn tokens of the call, so the
-// state is read once and written once. BV/4 column threads (4 columns each) x 16 row groups; a
-// warp of column threads reads 32 consecutive float4 of a row. Column sums go through shared
-// memory, so no warp width is assumed. Large batches go through a persistent streaming kernel
+// state is read once and written once. BV/4 column threads (4 columns each) x 16 row groups;
+// column sums go through shared memory, so no warp width is assumed. Large batches go through a persistent streaming kernel
 // (decode_stream_kernel below); small ones through one block per 32-column tile.
 #include <algorithm>
 
@@ -28,7 +27,7 @@ struct StateIO {
     for (int c = 0; c < 4; ++c)
       if (j + c < V) Elem<ST>::store(row, j + c, s[c]);
   }
-  // Row ty of (slot, h); rows step by kRG.
+  // Row `ty` of (slot, h) (this thread's first row; its others follow every kRG rows).
   static __device__ __forceinline__ T* row0(const GdnProblem& p, int64_t slot, int64_t h, int ty) {
     return reinterpret_cast<T*>(p.state.p) + slot * p.state.s_slot + h * p.state.s_h + ty * p.state.s_k;
   }
@@ -188,7 +187,6 @@ __device__ __forceinline__ void run_tokens(const GdnProblem& p, TokenSmem<BV>& s
   if (!p.per_token_slots) StateIO<ST>::store_tile(p, read_slot, h, ty, j0, vec, s);
 }
 
-
 template <int32_t ACT, int32_t ST, int ROWS, int BV>
 __global__ void __launch_bounds__(BV / 4 * kRG) decode_kernel(GdnProblem p, int64_t tiles, bool vec) {
   constexpr int kCT = BV / 4;
@@ -297,17 +295,17 @@ void launch_stream(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
 template <int32_t ACT, int32_t ST>
 void launch(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
   if (p.num_seqs * p.d.HV == 0) return;
-  // float4 / 4 x bf16 state accesses need every row start 16 (8) byte aligned.
-  const int64_t es = dtype_bytes(ST);
-  const bool vec = (reinterpret_cast<uintptr_t>(p.state.p) % (4 * es) == 0) && p.state.s_k % 4 == 0 &&
-                   p.state.s_h % 4 == 0 && p.state.s_slot % 4 == 0;
+  // Every state row start a multiple of n elements (and the pool aligned to n elements).
+  auto rows_aligned = [&](int64_t n) {
+    return reinterpret_cast<uintptr_t>(p.state.p) % (n * dtype_bytes(ST)) == 0 && p.state.s_k % n == 0 &&
+           p.state.s_h % n == 0 && p.state.s_slot % n == 0;
+  };
+  const bool vec = rows_aligned(4);  // float4 / 4 x bf16 accesses
   // The streaming kernel (2 stages) takes batches with >= 4 items per SM in 64-column tiles, or
   // >= 2 per SM in 32-column tiles, given 16-byte aligned rows, whole tiles and K <= 128;
   // everything else (batch 1 included) runs one block per 32-column tile with the state loaded
   // straight into registers.
-  const int64_t e16 = 16 / es;
-  const bool aligned16 = (reinterpret_cast<uintptr_t>(p.state.p) % 16 == 0) && p.state.s_k % e16 == 0 &&
-                         p.state.s_h % e16 == 0 && p.state.s_slot % e16 == 0;
+  const bool aligned16 = rows_aligned(16 / dtype_bytes(ST));  // 16-byte cp.async
   const int64_t heads = p.num_seqs * p.d.HV, sms = dev.sm_count;
   if (aligned16 && p.d.K <= 8 * kRG) {
     if (p.d.V % 64 == 0 && heads * (p.d.V / 64) >= 4 * sms) {

@@ -16,6 +16,14 @@ namespace gdn::gpu {
 
 template <int32_t DT>
 struct Elem;
+
+// Four fp8 codes packed little-endian, one encode(x) at a time.
+template <class E>
+GDN_HD uint32_t encode4_each(const float (&v)[4]) {
+  uint32_t x = 0;
+  for (int c = 0; c < 4; ++c) x |= uint32_t(E::encode(v[c])) << (8 * c);
+  return x;
+}
 template <>
 struct Elem<GDN_DTYPE_F32> {
   using T = float;
@@ -55,9 +63,7 @@ struct Elem<GDN_DTYPE_F8_E4M3FN> {
       return lo | (hi << 16);
     }
 #endif
-    uint32_t x = 0;
-    for (int c = 0; c < 4; ++c) x |= uint32_t(encode(v[c])) << (8 * c);
-    return x;
+    return encode4_each<Elem>(v);
   }
 };
 template <>
@@ -66,11 +72,7 @@ struct Elem<GDN_DTYPE_F8_E4M3FNUZ> {
   static GDN_HD float load(const void* p, int64_t i) { return e4m3_to_f32<true>(static_cast<const uint8_t*>(p)[i]); }
   static GDN_HD uint8_t encode(float x) { return f32_to_e4m3<true>(x); }
   static GDN_HD void store(void* p, int64_t i, float x) { static_cast<uint8_t*>(p)[i] = encode(x); }
-  static GDN_HD uint32_t encode4(const float (&v)[4]) {
-    uint32_t x = 0;
-    for (int c = 0; c < 4; ++c) x |= uint32_t(encode(v[c])) << (8 * c);
-    return x;
-  }
+  static GDN_HD uint32_t encode4(const float (&v)[4]) { return encode4_each<Elem>(v); }
 };
 
 // Four consecutive elements [j, j+4) of a row through one vector access (16 bytes for f32, 8 for
