@@ -43,7 +43,10 @@ fn generate() {
         .expect("bindgen failed on gdn.h");
     let out = format!("{}/bindings.rs", env::var("OUT_DIR").unwrap());
     bindings.write_to_file(&out).expect("write bindings");
+    println!("cargo:rerun-if-env-changed=GDN_SYS_BINDINGS_OUT");
     if let Ok(copy) = env::var("GDN_SYS_BINDINGS_OUT") {
+        // Rerun when the copy is gone (a fresh install prefix), even if the header is unchanged.
+        println!("cargo:rerun-if-changed={}", copy);
         std::fs::copy(&out, copy).expect("copy bindings");
     }
 }
