@@ -56,6 +56,14 @@ __device__ inline float shfl_xor32(float v, int mask) {
   return __shfl_xor_sync(0xffffffffu, v, mask, 32);
 #endif
 }
+// Value of lane `src` (0..31) of this 32-lane subgroup; all 32 lanes take part.
+__device__ inline float shfl32(float v, int src) {
+#if defined(__HIPCC__) || defined(GDN_WITH_HIP)
+  return __shfl(v, src, 32);
+#else
+  return __shfl_sync(0xffffffffu, v, src, 32);
+#endif
+}
 __device__ inline float subgroup32_sum(float v) {
   for (int m = 16; m > 0; m >>= 1) v += shfl_xor32(v, m);
   return v;

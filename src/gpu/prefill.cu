@@ -1,12 +1,18 @@
-// Chunked gated delta rule (WY form) on the GPU. One block per (sequence, value head, tile of 32
-// state columns) walks the sequence chunk by chunk with its K x 32 state tile in shared memory.
-// Per chunk of L <= BT tokens (gc = in-chunk cumulative log-decay, S = state entering the chunk):
+// Chunked gated delta rule (WY form) on the GPU, in three kernels. Per chunk of L <= BT tokens of
+// one sequence and value head (gc = in-chunk cumulative log-decay, S = state entering the chunk,
+// q and k l2-normalised, q scaled):
 //   A[i][j] = beta_i (k_i . k_j) exp(gc_i - gc_j), j < i
-//   R_i     = beta_i (v_i - exp(gc_i) k_i^T S)
-//   (I + A) Vn = R                                  forward substitution
-//   o_i     = exp(gc_i) q_i^T S + sum_{j<=i} (q_i . k_j) exp(gc_i - gc_j) Vn_j
-//   S      <- exp(gc_last) S + sum_j exp(gc_last - gc_j) k_j Vn_j^T
-// This is the CPU backend's W/U form with W S folded into R (Vn = T R, T = (I + A)^-1).
+//   Tb      = (I + A)^-1 diag(beta)                                  lower triangular
+//   Pm[i][j] = (q_i . k_j) exp(gc_i - gc_j), j <= i
+//   Vn      = Tb (V - diag(exp(gc)) K S)
+//   O       = diag(exp(gc)) Q S + Pm Vn
+//   S      <- exp(gc_last) S + K^T diag(exp(gc_last - gc)) Vn
+// This is the CPU backend's W/U form with W S folded into Vn (W = Tb diag(exp(gc)) K, U = Tb V).
+//  1. offsets_kernel: chunk offsets of the sequences (one small block; no host synchronisation).
+//  2. chunk_kernel: every (chunk, key head) at once: the two Gram matrices once per key head, then
+//     Tb, Pm and gc for each of its value heads, and the q/k norm factors, into the workspace.
+//  3. state_kernel: one block per (sequence, value head, 32-column tile of S) walks its chunks in
+//     order with the K x 32 state tile in shared memory; only the products with S are sequential.
 #include "launch.hpp"
 #include "portability.hpp"
 #include "typed.hpp"
@@ -14,69 +20,234 @@
 namespace gdn::gpu {
 namespace {
 
-constexpr int kThreads = 256, kBV = 32, kLanes = 32, kSub = kThreads / kLanes;
+constexpr int kThreads = 256, kBV = 32, kMaxBT = 64;
 
-template <int BT>
-size_t smem_floats(int64_t K) {
-  return size_t(2 * BT * K + BT * (BT + 1) + BT * kBV + K * kBV + 2 * BT);
+// Row stride (floats) of a [rows][K] tile: K rounded up to 4 (float4 steps, zero padded) plus 4,
+// so that 8 consecutive rows start in 8 different 4-bank groups.
+__host__ __device__ inline int64_t row_stride(int64_t K) { return (K + 3) / 4 * 4 + 4; }
+
+// The workspace, in floats: per token and value head the rows of Tb and Pm and gc; per token and
+// key head the q and k norm factors; per sequence its first chunk's index.
+struct Work {
+  float* mats;   // [T][HV][2][BT]
+  float* gc;     // [T][HV]
+  float* norms;  // [T][HK][2]
+  int32_t* offsets;  // [N + 1]
+};
+inline size_t align256(size_t b) { return (b + 255) / 256 * 256; }
+size_t work_bytes(const LayerDims& d, int64_t T, int64_t N, Work* w, char* base) {
+  size_t at = 0;
+  auto part = [&](size_t bytes) {
+    char* p = base ? base + at : nullptr;
+    at += align256(bytes);
+    return p;
+  };
+  char* mats = part(size_t(T) * d.HV * 2 * kMaxBT * sizeof(float));
+  char* gc = part(size_t(T) * d.HV * sizeof(float));
+  char* norms = part(size_t(T) * d.HK * 2 * sizeof(float));
+  char* offsets = part(size_t(N + 1) * sizeof(int32_t));
+  if (w) *w = Work{reinterpret_cast<float*>(mats), reinterpret_cast<float*>(gc), reinterpret_cast<float*>(norms),
+                   reinterpret_cast<int32_t*>(offsets)};
+  return at;
 }
 
-template <int32_t ACT, int32_t ST, int BT>
-__global__ void __launch_bounds__(kThreads) prefill_kernel(GdnProblem p, int64_t tiles) {
-  extern __shared__ float smem[];
-  const int64_t K = p.d.K, V = p.d.V, HV = p.d.HV, T = p.num_tokens;
-  float* q_s = smem;                   // [BT][K]  normalised, scaled q
-  float* k_s = q_s + BT * K;           // [BT][K]  normalised k
-  float* A_s = k_s + BT * K;           // [BT][BT + 1]
-  float* R_s = A_s + BT * (BT + 1);    // [BT][kBV]  R, then Vn
-  float* S_s = R_s + BT * kBV;         // [K][kBV]
-  float* gc_s = S_s + K * kBV;         // [BT]
-  float* beta_s = gc_s + BT;           // [BT]
-  constexpr int AS = BT + 1;
-
-  const int64_t tile = blockIdx.x % tiles, h = (blockIdx.x / tiles) % HV, n = blockIdx.x / (tiles * HV);
-  const int64_t hk = h / (HV / p.d.HK), v0 = tile * kBV;
-  const int tid = threadIdx.x, lane = tid % kLanes, sg = tid / kLanes;
-  int64_t start = p.cu_seqlens.idx(n), end = p.cu_seqlens.idx(n + 1);
+// Token range [start, end) of sequence n, clamped to [0, T) so that bad cu_seqlens stay in bounds.
+__device__ inline void seq_range(const GdnProblem& p, int64_t n, int64_t& start, int64_t& end) {
+  const int64_t T = p.num_tokens;
+  start = p.cu_seqlens.idx(n);
+  end = p.cu_seqlens.idx(n + 1);
   start = start < 0 ? 0 : (start > T ? T : start);
   end = end < start ? start : (end > T ? T : end);
-  const int64_t slot = load_index(p.slot_idx.at(n, 0), p.slot_idx.dt);
-  if (slot < 0 || slot >= p.state.num_slots) {
-    for (int64_t e = tid; e < (end - start) * kBV; e += kThreads) {
-      const int64_t t = start + e / kBV, j = v0 + e % kBV;
-      if (j < V) Elem<ACT>::store(p.out.at(t, 0, h), j, 0.0f);
-    }
-    return;
-  }
-  const bool initial = !p.has_initial.present() || p.has_initial.idx(n) != 0;
-  for (int64_t e = tid; e < K * kBV; e += kThreads) {
-    const int64_t i = e / kBV, j = v0 + e % kBV;
-    S_s[e] = (initial && j < V) ? Elem<ST>::load(p.state.at(slot, h, i), j) : 0.0f;
-  }
+}
 
-  for (int64_t c0 = start; c0 < end; c0 += BT) {
-    const int L = int(end - c0 < BT ? end - c0 : BT);
-    // q, k rows (one 32-lane subgroup per row), normalised in fp32.
-    for (int r = sg; r < BT; r += kSub) {
+__device__ inline float4 ld4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ inline void st4(float* p, float a, float b, float c, float d) {
+  *reinterpret_cast<float4*>(p) = make_float4(a, b, c, d);
+}
+__device__ inline void fma4(float (&acc)[4], float a, const float4& b) {
+  acc[0] += a * b.x, acc[1] += a * b.y, acc[2] += a * b.z, acc[3] += a * b.w;
+}
+
+// ---- 1. chunk offsets: offsets[n] = number of chunks of the sequences before n ----
+__global__ void __launch_bounds__(kThreads) offsets_kernel(GdnProblem p, int BT, int32_t* offsets) {
+  __shared__ int32_t scan[kThreads];
+  const int tid = threadIdx.x;
+  int32_t carry = 0;
+  for (int64_t base = 0; base < p.num_seqs; base += kThreads) {
+    const int64_t n = base + tid;
+    int32_t c = 0;
+    if (n < p.num_seqs) {
+      int64_t start, end;
+      seq_range(p, n, start, end);
+      c = int32_t((end - start + BT - 1) / BT);
+    }
+    scan[tid] = c;
+    __syncthreads();
+    for (int o = 1; o < kThreads; o <<= 1) {
+      const int32_t x = tid >= o ? scan[tid - o] : 0;
+      __syncthreads();
+      scan[tid] += x;
+      __syncthreads();
+    }
+    if (n < p.num_seqs) offsets[n + 1] = carry + scan[tid];
+    carry += scan[kThreads - 1];
+    __syncthreads();
+  }
+  if (tid == 0) offsets[0] = 0;
+}
+
+// Elements [j, j + 4) of a row (zero past n), one vector access when VEC (row and j 4-aligned,
+// n a multiple of 4).
+template <int32_t DT, bool VEC>
+__device__ inline void load4(const void* row, int64_t j, int64_t n, float (&v)[4]) {
+  if (VEC) {
+    if (j < n) Vec4<DT>::load(row, j, v);
+  } else {
+    for (int c = 0; c < 4; ++c) v[c] = j + c < n ? Elem<DT>::load(row, j + c) : 0.0f;
+  }
+}
+template <int32_t DT, bool VEC>
+__device__ inline void store4(void* row, int64_t j, int64_t n, const float (&v)[4]) {
+  if (VEC) {
+    if (j < n) Vec4<DT>::store(row, j, v);
+  } else {
+    for (int c = 0; c < 4; ++c)
+      if (j + c < n) Elem<DT>::store(row, j + c, v[c]);
+  }
+}
+
+// Rows [c0, c0 + L) of q and k of key head hk into shared memory (row stride KP), zero past L
+// and K; times the rows' norm factors from the workspace when SCALED. NT threads, one 32-lane
+// subgroup per row, 4 consecutive elements a lane, every load of a pass issued before its stores.
+template <int32_t ACT, int BT, int NT, bool VEC, bool SCALED>
+__device__ void stage_qk(const GdnProblem& p, const Work& w, int64_t c0, int L, int64_t hk, float* q_s, float* k_s) {
+  constexpr int kRowsPer = BT / (NT / 32);
+  const int64_t K = p.d.K, KP = row_stride(K), HK = p.d.HK;
+  const int lane = threadIdx.x % 32, sg = threadIdx.x / 32;
+  for (int64_t i = 4 * lane; i < KP; i += 128) {
+    float q[kRowsPer][4], k[kRowsPer][4], qs[kRowsPer], ks[kRowsPer];
+#pragma unroll
+    for (int u = 0; u < kRowsPer; ++u) {
+      const int r = sg + u * (NT / 32);
+      for (int c = 0; c < 4; ++c) q[u][c] = k[u][c] = 0.0f;
+      qs[u] = ks[u] = SCALED ? 0.0f : 1.0f;
+      if (r < L) {
+        load4<ACT, VEC>(p.q.at(c0 + r, 0, hk), i, K, q[u]);
+        load4<ACT, VEC>(p.k.at(c0 + r, 0, hk), i, K, k[u]);
+        if (SCALED) {
+          qs[u] = w.norms[((c0 + r) * HK + hk) * 2 + 0];
+          ks[u] = w.norms[((c0 + r) * HK + hk) * 2 + 1];
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kRowsPer; ++u) {
+      const int r = sg + u * (NT / 32);
+      st4(q_s + r * KP + i, qs[u] * q[u][0], qs[u] * q[u][1], qs[u] * q[u][2], qs[u] * q[u][3]);
+      st4(k_s + r * KP + i, ks[u] * k[u][0], ks[u] * k[u][1], ks[u] * k[u][2], ks[u] * k[u][3]);
+    }
+  }
+}
+
+template <int BT>
+size_t chunk_smem_floats(int64_t K) {
+  const size_t qk = size_t(2 * BT * row_stride(K)), solve = size_t(2 * BT * (BT + 1));
+  return (qk > solve ? qk : solve) + 2 * BT * (BT + 1) + 2 * BT;
+}
+
+// ---- 2. per (chunk, key head): Tb, Pm, gc for each value head of the key head ----
+template <int32_t ACT, int BT, bool VEC>
+__global__ void __launch_bounds__(kThreads, 2) chunk_kernel(GdnProblem p, Work w) {
+  extern __shared__ float smem[];
+  const int64_t K = p.d.K, KP = row_stride(K), HV = p.d.HV, HK = p.d.HK, G = HV / HK;
+  constexpr int MS = BT + 1;  // matrix row stride
+  // q and k live until the Gram matrices are done; A and Tb reuse their space.
+  const int64_t qk_floats = 2 * BT * KP > 2 * BT * MS ? 2 * BT * KP : 2 * BT * MS;
+  float* q_s = smem;                  // [BT][KP]
+  float* k_s = q_s + BT * KP;         // [BT][KP]
+  float* A = smem;                    // [BT][MS]
+  float* Tb = A + BT * MS;            // [BT][MS]
+  float* KK = smem + qk_floats;       // [BT][MS]  k_i . k_j
+  float* QK = KK + BT * MS;           // [BT][MS]  q_i . k_j
+  float* g_s = QK + BT * MS;          // [BT]
+  float* beta_s = g_s + BT;           // [BT]
+  const int tid = threadIdx.x;
+
+  // Which sequence and chunk: the last n with offsets[n] <= chunk.
+  const int32_t chunk = int32_t(blockIdx.x);
+  const int64_t hk = blockIdx.y;
+  if (chunk >= w.offsets[p.num_seqs]) return;
+  int64_t lo = 0, hi = p.num_seqs - 1;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (w.offsets[mid] <= chunk) lo = mid; else hi = mid - 1;
+  }
+  int64_t start, end;
+  seq_range(p, lo, start, end);
+  const int64_t c0 = start + int64_t(chunk - w.offsets[lo]) * BT;
+  const int L = int(end - c0 < BT ? end - c0 : BT);
+
+  // q and k, l2-normalised (q also scaled); the factors go to the workspace for state_kernel.
+  stage_qk<ACT, BT, kThreads, VEC, false>(p, w, c0, L, hk, q_s, k_s);
+  __syncthreads();
+  {
+    const int lane = tid % 32, sg = tid / 32;
+    for (int r = sg; r < L; r += kThreads / 32) {
       float qq = 0.0f, kk = 0.0f;
-      for (int64_t i = lane; i < K; i += kLanes) {
-        const float qi = r < L ? Elem<ACT>::load(p.q.at(c0 + r, 0, hk), i) : 0.0f;
-        const float ki = r < L ? Elem<ACT>::load(p.k.at(c0 + r, 0, hk), i) : 0.0f;
-        q_s[r * K + i] = qi;
-        k_s[r * K + i] = ki;
-        qq += qi * qi;
-        kk += ki * ki;
+      for (int64_t i = lane; i < K; i += 32) {
+        qq += q_s[r * KP + i] * q_s[r * KP + i];
+        kk += k_s[r * KP + i] * k_s[r * KP + i];
       }
       float qs = p.scale, ks = 1.0f;
       if (p.l2norm) {
         qs *= 1.0f / sqrtf(subgroup32_sum(qq) + kL2NormEps);
         ks = 1.0f / sqrtf(subgroup32_sum(kk) + kL2NormEps);
       }
-      for (int64_t i = lane; i < K; i += kLanes) {
-        q_s[r * K + i] *= qs;
-        k_s[r * K + i] *= ks;
+      for (int64_t i = lane; i < K; i += 32) {
+        q_s[r * KP + i] *= qs;
+        k_s[r * KP + i] *= ks;
+      }
+      if (lane == 0) {
+        w.norms[((c0 + r) * HK + hk) * 2 + 0] = qs;
+        w.norms[((c0 + r) * HK + hk) * 2 + 1] = ks;
       }
     }
+  }
+  __syncthreads();
+
+  // Gram matrices: a 16 x 16 grid of threads, each BT/16 x BT/16 entries of both (rows ig + 16 r,
+  // so that the 8 threads of a quarter warp read 8 different 4-bank groups).
+  {
+    constexpr int R = BT / 16;
+    const int ig = tid % 16, jg = tid / 16;
+    float kk[R][R] = {}, qk[R][R] = {};
+#pragma unroll 2
+    for (int64_t m = 0; m < KP - 4; m += 4) {
+      float4 ki[R], kj[R], qi[R];
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        ki[r] = ld4(k_s + (ig + 16 * r) * KP + m);
+        qi[r] = ld4(q_s + (ig + 16 * r) * KP + m);
+        kj[r] = ld4(k_s + (jg + 16 * r) * KP + m);
+      }
+#pragma unroll
+      for (int a = 0; a < R; ++a)
+#pragma unroll
+        for (int b = 0; b < R; ++b) {
+          kk[a][b] += ki[a].x * kj[b].x + ki[a].y * kj[b].y + ki[a].z * kj[b].z + ki[a].w * kj[b].w;
+          qk[a][b] += qi[a].x * kj[b].x + qi[a].y * kj[b].y + qi[a].z * kj[b].z + qi[a].w * kj[b].w;
+        }
+    }
+#pragma unroll
+    for (int a = 0; a < R; ++a)
+#pragma unroll
+      for (int b = 0; b < R; ++b) {
+        KK[(ig + 16 * a) * MS + jg + 16 * b] = kk[a][b];
+        QK[(ig + 16 * a) * MS + jg + 16 * b] = qk[a][b];
+      }
+  }
+
+  for (int64_t h = hk * G; h < hk * G + G; ++h) {
     if (tid < BT) {
       float g = 0.0f, beta = 0.0f;
       if (tid < L) {
@@ -89,115 +260,280 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(GdnProblem p, int64_t
           beta = load_float(p.beta.at(t, 0, h), p.beta.dt);
         }
       }
-      gc_s[tid] = g;
+      g_s[tid] = g;
       beta_s[tid] = beta;
     }
+    __syncthreads();  // also: the Gram matrices complete (q, k dead); the previous head done with A, Tb
+    // gc in place would race: each thread sums its own prefix first.
+    float my_gc = 0.0f;
+    if (tid < BT)
+      for (int j = 0; j <= tid; ++j) my_gc += g_s[j];
     __syncthreads();
-    if (tid == 0)
-      for (int i = 1; i < BT; ++i) gc_s[i] += gc_s[i - 1];
+    if (tid < BT) {
+      g_s[tid] = my_gc;
+      if (tid < L) w.gc[(c0 + tid) * HV + h] = my_gc;
+    }
     __syncthreads();
 
-    // A (strictly lower) and R.
+    // A (strictly lower) in shared memory; Pm straight to the workspace.
     for (int e = tid; e < BT * BT; e += kThreads) {
       const int i = e / BT, j = e % BT;
-      if (j < i && i < L) {
-        float d = 0.0f;
-        for (int64_t c = 0; c < K; ++c) d += k_s[i * K + c] * k_s[j * K + c];
-        A_s[i * AS + j] = beta_s[i] * d * expf(gc_s[i] - gc_s[j]);
-      }
-    }
-    for (int e = tid; e < BT * kBV; e += kThreads) {
-      const int i = e / kBV, c = e % kBV;
-      const int64_t j = v0 + c;
-      float r = 0.0f;
-      if (i < L && j < V) {
-        float ks = 0.0f;
-        for (int64_t m = 0; m < K; ++m) ks += k_s[i * K + m] * S_s[m * kBV + c];
-        r = beta_s[i] * (Elem<ACT>::load(p.v.at(c0 + i, 0, h), j) - expf(gc_s[i]) * ks);
-      }
-      R_s[e] = r;
+      const float decay = j <= i ? expf(g_s[i] - g_s[j]) : 0.0f;
+      A[i * MS + j] = j < i ? beta_s[i] * KK[i * MS + j] * decay : 0.0f;
+      if (i < L) w.mats[((c0 + i) * HV + h) * 2 * kMaxBT + kMaxBT + j] = QK[i * MS + j] * decay;
     }
     __syncthreads();
 
-    // Forward substitution: row i of Vn once rows < i are final. 8 lanes per column share the sum.
+    // Tb = (I + A)^-1 diag(beta) by forward substitution, one column per LPC lanes, right-looking:
+    // Tb[i][c] = beta_i [i == c] - acc_i, acc_i' += A[i'][i] Tb[i][c] for the rows i' > i. Lane
+    // `part` keeps the sums of the rows i' = part mod LPC in registers; the owner of row i hands
+    // it to the other lanes of its column by a shuffle, so no barriers.
     {
-      const int c = tid / 8, part = tid % 8;
-      for (int i = 1; i < L; ++i) {
-        float s = 0.0f;
-        for (int j = part; j < i; j += 8) s += A_s[i * AS + j] * R_s[j * kBV + c];
-        s += shfl_xor32(s, 4);
-        s += shfl_xor32(s, 2);
-        s += shfl_xor32(s, 1);
-        if (part == 0) R_s[i * kBV + c] -= s;
-        __syncthreads();
+      constexpr int LPC = kThreads / BT, NR = BT / LPC;
+      const int c = tid / LPC, part = tid % LPC, first = tid % 32 - part;
+      float acc[NR] = {};
+#pragma unroll
+      for (int i = 0; i < BT; ++i) {
+        const float s = shfl32(acc[i / LPC], first + i % LPC);
+        const float t = i < c ? 0.0f : (i == c ? beta_s[i] : -s);
+        if (part == 0) Tb[i * MS + c] = t;
+#pragma unroll
+        for (int k = i / LPC; k < NR; ++k) acc[k] += A[(part + LPC * k) * MS + i] * t;
       }
     }
-
-    // Q K^T (causal, with decay) into A, then the outputs.
-    for (int e = tid; e < BT * BT; e += kThreads) {
+    __syncthreads();
+    for (int e = tid; e < L * BT; e += kThreads) {
       const int i = e / BT, j = e % BT;
-      if (j <= i && i < L) {
-        float d = 0.0f;
-        for (int64_t c = 0; c < K; ++c) d += q_s[i * K + c] * k_s[j * K + c];
-        A_s[i * AS + j] = d * expf(gc_s[i] - gc_s[j]);
-      }
+      w.mats[((c0 + i) * HV + h) * 2 * kMaxBT + j] = Tb[i * MS + j];
     }
-    __syncthreads();
-    for (int e = tid; e < L * kBV; e += kThreads) {
-      const int i = e / kBV, c = e % kBV;
-      const int64_t j = v0 + c;
-      float o = 0.0f;
-      for (int64_t m = 0; m < K; ++m) o += q_s[i * K + m] * S_s[m * kBV + c];
-      o *= expf(gc_s[i]);
-      for (int jj = 0; jj <= i; ++jj) o += A_s[i * AS + jj] * R_s[jj * kBV + c];
-      if (j < V) Elem<ACT>::store(p.out.at(c0 + i, 0, h), j, o);
-    }
-    __syncthreads();
-
-    // State to the end of the chunk.
-    const float last = gc_s[L - 1], e_last = expf(last);
-    for (int64_t e = tid; e < K * kBV; e += kThreads) {
-      const int64_t m = e / kBV;
-      const int c = int(e % kBV);
-      float s = S_s[e] * e_last;
-      for (int j = 0; j < L; ++j) s += expf(last - gc_s[j]) * k_s[j * K + m] * R_s[j * kBV + c];
-      S_s[e] = s;
-    }
-    __syncthreads();
-  }
-  for (int64_t e = tid; e < K * kBV; e += kThreads) {
-    const int64_t i = e / kBV, j = v0 + e % kBV;
-    if (j < V) Elem<ST>::store(p.state.at(slot, h, i), j, S_s[e]);
   }
 }
 
+template <int BT>
+size_t state_smem_floats(int64_t K) {
+  const int64_t KP = row_stride(K);
+  return size_t(2 * BT * KP + 2 * BT * (BT + 4) + KP * kBV + 2 * BT * kBV + 2 * BT);
+}
+
+// ---- 3. per (sequence, value head, 32-column tile): the chunks in order ----
+// 8 * BT threads: thread (row rg, columns c4 .. c4 + 3) of the chunk's outputs, and a 2 x 4 block
+// of the state tile.
+template <int32_t ACT, int32_t ST, int BT, bool VEC>
+__global__ void __launch_bounds__(8 * BT) state_kernel(GdnProblem p, Work w, int64_t tiles) {
+  constexpr int NT = 8 * BT;
+  extern __shared__ float smem[];
+  const int64_t K = p.d.K, KP = row_stride(K), V = p.d.V, HV = p.d.HV, HK = p.d.HK;
+  constexpr int MP = BT + 4;  // Tb / Pm row stride (float4 steps)
+  float* q_s = smem;                // [BT][KP]
+  float* k_s = q_s + BT * KP;       // [BT][KP]
+  float* Tb_s = k_s + BT * KP;      // [BT][MP]
+  float* Pm_s = Tb_s + BT * MP;     // [BT][MP]
+  float* S_s = Pm_s + BT * MP;      // [KP][kBV]  (rows >= K stay zero)
+  float* R_s = S_s + KP * kBV;      // [BT][kBV]
+  float* Vn_s = R_s + BT * kBV;     // [BT][kBV]
+  float* eg_s = Vn_s + BT * kBV;    // [BT]  exp(gc_i)
+  float* ed_s = eg_s + BT;          // [BT]  exp(gc_last - gc_i)
+
+  const int64_t tile = blockIdx.x % tiles, h = (blockIdx.x / tiles) % HV, n = blockIdx.x / (tiles * HV);
+  const int64_t hk = h / (HV / HK), v0 = tile * kBV;
+  const int tid = threadIdx.x;
+  int64_t start, end;
+  seq_range(p, n, start, end);
+  const int64_t slot = load_index(p.slot_idx.at(n, 0), p.slot_idx.dt);
+  if (slot < 0 || slot >= p.state.num_slots) {
+    for (int64_t e = tid; e < (end - start) * kBV; e += NT) {
+      const int64_t t = start + e / kBV, j = v0 + e % kBV;
+      if (j < V) Elem<ACT>::store(p.out.at(t, 0, h), j, 0.0f);
+    }
+    return;
+  }
+  const bool initial = !p.has_initial.present() || p.has_initial.idx(n) != 0;
+  for (int64_t e = tid; e < KP * kBV; e += NT) {
+    const int64_t i = e / kBV, j = v0 + e % kBV;
+    S_s[e] = (initial && i < K && j < V) ? Elem<ST>::load(p.state.at(slot, h, i), j) : 0.0f;
+  }
+  const int c4 = 4 * (tid % 8), i = tid / 8;
+
+  for (int64_t c0 = start; c0 < end; c0 += BT) {
+    const int L = int(end - c0 < BT ? end - c0 : BT);
+    // Chunk inputs: Tb and Pm rows by background copies (first needed after K S), q and k (raw
+    // times the norm factors), decays.
+    for (int e = tid; e < BT * (BT / 2); e += NT) {
+      const int r = e / (BT / 2), q4 = e % (BT / 2);  // q4 < BT/4: Tb, else Pm
+      const int which = q4 / (BT / 4), j = 4 * (q4 % (BT / 4));
+      float* dst = (which ? Pm_s : Tb_s) + r * MP + j;
+      if (r < L)
+        async_copy16(dst, w.mats + ((c0 + r) * HV + h) * 2 * kMaxBT + which * kMaxBT + j);
+      else
+        st4(dst, 0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    async_commit();
+    stage_qk<ACT, BT, NT, VEC, true>(p, w, c0, L, hk, q_s, k_s);
+    if (tid < BT) {
+      const float last = w.gc[(c0 + L - 1) * HV + h];
+      const float gc = tid < L ? w.gc[(c0 + tid) * HV + h] : 0.0f;
+      eg_s[tid] = tid < L ? expf(gc) : 0.0f;
+      ed_s[tid] = tid < L ? expf(last - gc) : 0.0f;
+    }
+    __syncthreads();
+
+    // K S and Q S for row i; R = V - exp(gc) K S; O starts as exp(gc) Q S.
+    float o[4];
+    {
+      float ks[4] = {}, qs[4] = {};
+#pragma unroll 2
+      for (int64_t m = 0; m < KP - 4; m += 4) {
+        const float4 s0 = ld4(S_s + (m + 0) * kBV + c4), s1 = ld4(S_s + (m + 1) * kBV + c4);
+        const float4 s2 = ld4(S_s + (m + 2) * kBV + c4), s3 = ld4(S_s + (m + 3) * kBV + c4);
+        const float4 kr = ld4(k_s + i * KP + m), qr = ld4(q_s + i * KP + m);
+        fma4(ks, kr.x, s0), fma4(ks, kr.y, s1), fma4(ks, kr.z, s2), fma4(ks, kr.w, s3);
+        fma4(qs, qr.x, s0), fma4(qs, qr.y, s1), fma4(qs, qr.z, s2), fma4(qs, qr.w, s3);
+      }
+      const float e = eg_s[i];
+      float rv[4] = {};
+      if (i < L) load4<ACT, VEC>(p.v.at(c0 + i, 0, h), v0 + c4, V, rv);
+      for (int c = 0; c < 4; ++c) {
+        rv[c] = i < L ? rv[c] - e * ks[c] : 0.0f;
+        o[c] = e * qs[c];
+      }
+      st4(R_s + i * kBV + c4, rv[0], rv[1], rv[2], rv[3]);
+    }
+    async_wait<0>();
+    __syncthreads();
+
+    // Vn = Tb R (Tb lower triangular: j <= i).
+    {
+      float acc[4] = {};
+#pragma unroll 2
+      for (int j = 0; j <= i; j += 4) {
+        const float4 t = ld4(Tb_s + i * MP + j);
+        fma4(acc, t.x, ld4(R_s + (j + 0) * kBV + c4));
+        fma4(acc, t.y, ld4(R_s + (j + 1) * kBV + c4));
+        fma4(acc, t.z, ld4(R_s + (j + 2) * kBV + c4));
+        fma4(acc, t.w, ld4(R_s + (j + 3) * kBV + c4));
+      }
+      st4(Vn_s + i * kBV + c4, acc[0], acc[1], acc[2], acc[3]);
+    }
+    __syncthreads();
+
+    // O += Pm Vn, to the output.
+#pragma unroll 2
+    for (int j = 0; j <= i; j += 4) {
+      const float4 t = ld4(Pm_s + i * MP + j);
+      fma4(o, t.x, ld4(Vn_s + (j + 0) * kBV + c4));
+      fma4(o, t.y, ld4(Vn_s + (j + 1) * kBV + c4));
+      fma4(o, t.z, ld4(Vn_s + (j + 2) * kBV + c4));
+      fma4(o, t.w, ld4(Vn_s + (j + 3) * kBV + c4));
+    }
+    if (i < L) store4<ACT, VEC>(p.out.at(c0 + i, 0, h), v0 + c4, V, o);
+
+    // S <- exp(gc_last) S + K^T diag(exp(gc_last - gc)) Vn, 2 x 4 blocks of S per thread.
+    {
+      const float e_last = eg_s[L - 1];
+      for (int64_t b = tid; b < (KP / 2 - 2) * (kBV / 4); b += NT) {
+        const int64_t m0 = 2 * (b / (kBV / 4));
+        const int cc = int(4 * (b % (kBV / 4)));
+        float acc[2][4];
+        for (int u = 0; u < 2; ++u) {
+          const float4 s = ld4(S_s + (m0 + u) * kBV + cc);
+          acc[u][0] = e_last * s.x, acc[u][1] = e_last * s.y, acc[u][2] = e_last * s.z, acc[u][3] = e_last * s.w;
+        }
+#pragma unroll 4
+        for (int j = 0; j < L; ++j) {
+          const float2 kv = *reinterpret_cast<const float2*>(k_s + j * KP + m0);
+          float4 vn = ld4(Vn_s + j * kBV + cc);
+          const float d = ed_s[j];
+          vn.x *= d, vn.y *= d, vn.z *= d, vn.w *= d;
+          fma4(acc[0], kv.x, vn), fma4(acc[1], kv.y, vn);
+        }
+        for (int u = 0; u < 2; ++u) st4(S_s + (m0 + u) * kBV + cc, acc[u][0], acc[u][1], acc[u][2], acc[u][3]);
+      }
+    }
+    __syncthreads();
+  }
+  for (int64_t e = tid; e < K * kBV; e += NT) {
+    const int64_t r = e / kBV, j = v0 + e % kBV;
+    if (j < V) Elem<ST>::store(p.state.at(slot, h, r), j, S_s[e]);
+  }
+}
+
+template <class F>
+void set_smem(F kernel, size_t bytes, const char* what) {
+  check(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, int(bytes)), what);
+}
+
+// q, k, v and out rows 4-element aligned and K, V multiples of 4 (vector accesses).
+bool rows_vec4(const GdnProblem& p) {
+  if (p.d.K % 4 || p.d.V % 4) return false;
+  for (const HeadView* v : {&p.q, &p.k, &p.v, &p.out}) {
+    if (reinterpret_cast<uintptr_t>(v->p) % (4 * dtype_bytes(v->dt)) != 0) return false;
+    if (v->s0 % 4 || v->s1 % 4 || v->s_grp % 4 || v->s_in % 4) return false;
+  }
+  return true;
+}
+
 template <int32_t ACT, int32_t ST, int BT>
-void launch(const GdnProblem& p, gpuStream_t stream) {
+void launch(const GdnProblem& p, const Work& w, gpuStream_t stream) {
+  const bool vec = rows_vec4(p);
+  offsets_kernel<<<1, kThreads, 0, stream>>>(p, BT, w.offsets);
+  check_launch("prefill offsets_kernel");
+
+  const int64_t max_chunks = (p.num_tokens + BT - 1) / BT + p.num_seqs;
+  if (max_chunks > 0) {
+    const size_t smem = chunk_smem_floats<BT>(p.d.K) * sizeof(float);
+    auto run = [&](auto kernel) {
+      set_smem(kernel, smem, "prefill chunk_kernel smem");
+      kernel<<<dim3(unsigned(max_chunks), unsigned(p.d.HK)), kThreads, smem, stream>>>(p, w);
+      check_launch("prefill chunk_kernel");
+    };
+    if (vec)
+      run(chunk_kernel<ACT, BT, true>);
+    else
+      run(chunk_kernel<ACT, BT, false>);
+  }
+
   const int64_t tiles = (p.d.V + kBV - 1) / kBV;
-  const size_t smem = smem_floats<BT>(p.d.K) * sizeof(float);
-  auto kernel = prefill_kernel<ACT, ST, BT>;
-  check(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "prefill smem");
-  kernel<<<unsigned(p.num_seqs * p.d.HV * tiles), kThreads, smem, stream>>>(p, tiles);
-  check_launch("prefill_kernel");
+  const size_t smem = state_smem_floats<BT>(p.d.K) * sizeof(float);
+  auto run = [&](auto kernel) {
+    set_smem(kernel, smem, "prefill state_kernel smem");
+    kernel<<<unsigned(p.num_seqs * p.d.HV * tiles), 8 * BT, smem, stream>>>(p, w, tiles);
+    check_launch("prefill state_kernel");
+  };
+  if (vec)
+    run(state_kernel<ACT, ST, BT, true>);
+  else
+    run(state_kernel<ACT, ST, BT, false>);
+}
+
+template <int BT>
+bool fits(const Device& dev, int64_t K) {
+  return chunk_smem_floats<BT>(K) * sizeof(float) <= dev.max_smem_optin &&
+         state_smem_floats<BT>(K) * sizeof(float) <= dev.max_smem_optin;
 }
 
 }  // namespace
 
-size_t prefill_workspace(const Device&, const LayerDims&, int64_t, int64_t) { return 0; }
+size_t prefill_workspace(const Device&, const LayerDims& d, int64_t tokens, int64_t seqs) {
+  return work_bytes(d, tokens, seqs, nullptr, nullptr) + 256;  // + 256: room to align the base
+}
 
-bool prefill_fits(const Device& dev, int64_t K) { return smem_floats<32>(K) * sizeof(float) <= dev.max_smem_optin; }
+bool prefill_fits(const Device& dev, int64_t K) { return fits<32>(dev, K); }
 
-void prefill(const Device& dev, const GdnProblem& p, void*, size_t, void* stream) {
+void prefill(const Device& dev, const GdnProblem& p, void* ws, size_t, void* stream) {
   if (p.num_seqs == 0) return;
+  char* base = static_cast<char*>(ws);
+  base += (256 - reinterpret_cast<uintptr_t>(base) % 256) % 256;
+  Work w{};
+  work_bytes(p.d, p.num_tokens, p.num_seqs, &w, base);
   // Chunk 64 where the device's shared memory allows it, else 32 (same function either way).
-  const bool big = smem_floats<64>(p.d.K) * sizeof(float) <= dev.max_smem_optin;
+  const bool big = fits<64>(dev, p.d.K);
   dispatch_act(p.q.dt, [&](auto a) {
     dispatch_state(p.state.dt, [&](auto s) {
       constexpr int32_t A = decltype(a)::value, S = decltype(s)::value;
       if (big)
-        launch<A, S, 64>(p, gpuStream_t(stream));
+        launch<A, S, 64>(p, w, gpuStream_t(stream));
       else
-        launch<A, S, 32>(p, gpuStream_t(stream));
+        launch<A, S, 32>(p, w, gpuStream_t(stream));
     });
   });
 }
