@@ -81,7 +81,7 @@ Backend* make_gpu_backend(int32_t device) {
 #else
   const size_t optin = size_t(prop.sharedMemPerBlockOptin);
 #endif
-  gpu::Device dev{device, prop.multiProcessorCount, optin};
+  gpu::Device dev{device, prop.multiProcessorCount, optin, prop.major * 10 + prop.minor};
   return new GpuBackend(dev);
 }
 

@@ -12,6 +12,7 @@ struct Device {
   int ordinal;
   int sm_count;
   size_t max_smem_optin;  // bytes of shared memory a block may opt into
+  int arch;               // compute capability major * 10 + minor (NVIDIA); gfx major * 10 + minor (AMD)
 };
 
 void conv_update(const Device&, const ConvProblem&, void* stream);

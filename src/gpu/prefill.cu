@@ -14,6 +14,7 @@
 //  3. state_kernel: one block per (sequence, value head, 32-column tile of S) walks its chunks in
 //     order with the K x 32 state tile in shared memory; only the products with S are sequential.
 #include "launch.hpp"
+#include "mma.hpp"
 #include "portability.hpp"
 #include "typed.hpp"
 
@@ -457,6 +458,270 @@ __global__ void __launch_bounds__(8 * BT) state_kernel(GdnProblem p, Work w, int
   }
 }
 
+#if GDN_HAVE_MMA
+// ---- 3'. state_kernel on tensor cores (sm_80+; BT = 64, K % 16 == 0, K <= 128, V % 32 == 0) ----
+// The same steps, with K S, Q S and the state update as split-bf16 mma products (fp32 accuracy,
+// see mma.hpp) and Vn = Tb R, O += Pm Vn on the fp32 cores. 16 warps: warp (mt, nt) owns rows
+// 16 mt .. of K S / Q S and columns 8 nt .. ; in the update it owns the state rows of m-tiles
+// 2 (w / 4) and 2 (w / 4) + 1 (in registers for the whole sequence: `sr`).
+constexpr int kMmaBT = 64, kMmaThreads = 512;
+
+// Shared memory (32-bit words), act_bytes: the activation element size (raw q, k staging).
+__host__ __device__ inline int64_t mma_smem_words(int64_t K, int64_t act_bytes) {
+  const int64_t RW = K / 2 + 4, TW = kMmaBT / 2 + 4, MP = kMmaBT + 4;
+  return 4 * kMmaBT * RW + 2 * K * TW + 2 * kBV * RW + 2 * kMmaBT * MP + 3 * kMmaBT * kBV + 2 * kBV * TW +
+         4 * kMmaBT + 2 * kMmaBT * K * act_bytes / 4;
+}
+
+template <int32_t ACT, int32_t ST, bool VEC>
+__global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Work w, int64_t tiles) {
+  constexpr int BT = kMmaBT, NT = kMmaThreads, MP = BT + 4, TW = BT / 2 + 4;
+  extern __shared__ float smem[];
+  const int K = int(p.d.K), RW = K / 2 + 4;
+  const int64_t V = p.d.V, HV = p.d.HV, HK = p.d.HK;
+  uint32_t* qa_hi = reinterpret_cast<uint32_t*>(smem);  // [BT][RW]  q rows, words along k
+  uint32_t* qa_lo = qa_hi + BT * RW;
+  uint32_t* ka_hi = qa_lo + BT * RW;                     // [BT][RW]  k rows
+  uint32_t* ka_lo = ka_hi + BT * RW;
+  uint32_t* kt_hi = ka_lo + BT * RW;                     // [K][TW]   k^T, words along tokens
+  uint32_t* kt_lo = kt_hi + K * TW;
+  uint32_t* st_hi = kt_lo + K * TW;                      // [kBV][RW] S^T, words along k
+  uint32_t* st_lo = st_hi + kBV * RW;
+  float* Tb_s = reinterpret_cast<float*>(st_lo + kBV * RW);  // [BT][MP]
+  float* Pm_s = Tb_s + BT * MP;                               // [BT][MP]
+  float* R_s = Pm_s + BT * MP;                                // [BT][kBV]
+  float* Vn_s = R_s + BT * kBV;                               // [BT][kBV]
+  float* O_s = Vn_s + BT * kBV;                               // [BT][kBV]  exp(gc) Q S
+  uint32_t* vt_hi = reinterpret_cast<uint32_t*>(O_s + BT * kBV);  // [kBV][TW] (exp(gc_last - gc) Vn)^T
+  uint32_t* vt_lo = vt_hi + kBV * TW;
+  float* eg_s = reinterpret_cast<float*>(vt_lo + kBV * TW);  // [BT]
+  float* ed_s = eg_s + BT;                                    // [BT]
+  float* qf_s = ed_s + BT;                                    // [BT]  q norm factors
+  float* kf_s = qf_s + BT;                                    // [BT]  k norm factors
+  using Raw = typename Elem<ACT>::T;
+  Raw* qr_s = reinterpret_cast<Raw*>(kf_s + BT);              // [BT][K]  next chunk's raw q
+  Raw* kr_s = qr_s + BT * K;                                  // [BT][K]  raw k
+
+  const int64_t tile = blockIdx.x % tiles, h = (blockIdx.x / tiles) % HV, n = blockIdx.x / (tiles * HV);
+  const int64_t hk = h / (HV / HK), v0 = tile * kBV;
+  const int tid = threadIdx.x, warp = tid / 32, g = (tid % 32) / 4, t = tid % 4;
+  int64_t start, end;
+  seq_range(p, n, start, end);
+  const int64_t slot = load_index(p.slot_idx.at(n, 0), p.slot_idx.dt);
+  if (slot < 0 || slot >= p.state.num_slots) {
+    for (int64_t e = tid; e < (end - start) * kBV; e += NT)
+      Elem<ACT>::store(p.out.at(start + e / kBV, 0, h), v0 + e % kBV, 0.0f);
+    return;
+  }
+  const bool initial = !p.has_initial.present() || p.has_initial.idx(n) != 0;
+
+  // The warp's state entries: (row m_of(u, r), column c_of(c)) for tiles u = 0, 1, r = 0, 1, c = 0, 1.
+  const int nt = warp % 4, mt0 = 2 * (warp / 4);
+  auto m_of = [&](int u, int r) { return 16 * (mt0 + u) + g + 8 * r; };
+  auto c_of = [&](int c) { return 8 * nt + 2 * t + c; };
+  uint16_t* st16_hi = reinterpret_cast<uint16_t*>(st_hi);
+  uint16_t* st16_lo = reinterpret_cast<uint16_t*>(st_lo);
+  float sr[2][4];
+  auto publish_state = [&]() {  // sr -> S^T hi / lo for the next K S, Q S
+    for (int u = 0; u < 2; ++u)
+      if (16 * (mt0 + u) < K)
+        for (int e = 0; e < 4; e += 2) {  // (row, column) and (row, column + 1)
+          uint32_t hi, lo;
+          split2_bf16(sr[u][e], sr[u][e + 1], hi, lo);
+          const int at = c_of(0) * 2 * RW + m_of(u, e / 2);
+          st16_hi[at] = uint16_t(hi & 0xffffu), st16_lo[at] = uint16_t(lo & 0xffffu);
+          st16_hi[at + 2 * RW] = uint16_t(hi >> 16), st16_lo[at + 2 * RW] = uint16_t(lo >> 16);
+        }
+  };
+  for (int u = 0; u < 2; ++u)
+    for (int e = 0; e < 4; ++e) {
+      const int m = m_of(u, e / 2);
+      sr[u][e] = (initial && m < K) ? Elem<ST>::load(p.state.at(slot, h, m), v0 + c_of(e % 2)) : 0.0f;
+    }
+  publish_state();
+
+  // Raw q and k rows of the chunk at c0 into qr_s / kr_s (16-byte background copies), and the
+  // per-token values (gc, norm factors) of thread tid's row into registers: one chunk ahead.
+  constexpr int kPer16 = 16 / int(sizeof(Raw));
+  auto prefetch_rows = [&](int64_t c) {
+    const int Lc = int(end - c < BT ? end - c : BT);
+    for (int e = tid; e < BT * (K / kPer16); e += NT) {
+      const int r = e / (K / kPer16), x = kPer16 * (e % (K / kPer16));
+      if (r < Lc) {
+        async_copy16(qr_s + r * K + x, static_cast<const Raw*>(static_cast<const void*>(p.q.at(c + r, 0, hk))) + x);
+        async_copy16(kr_s + r * K + x, static_cast<const Raw*>(static_cast<const void*>(p.k.at(c + r, 0, hk))) + x);
+      }
+    }
+    async_commit();
+  };
+  float nx_gc = 0.0f, nx_last = 0.0f, nx_qf = 0.0f, nx_kf = 0.0f;
+  auto prefetch_scalars = [&](int64_t c) {
+    const int Lc = int(end - c < BT ? end - c : BT);
+    if (tid < BT && c < end) {
+      nx_last = w.gc[(c + Lc - 1) * HV + h];
+      nx_gc = tid < Lc ? w.gc[(c + tid) * HV + h] : 0.0f;
+      nx_qf = tid < Lc ? w.norms[((c + tid) * HK + hk) * 2 + 0] : 0.0f;
+      nx_kf = tid < Lc ? w.norms[((c + tid) * HK + hk) * 2 + 1] : 0.0f;
+    }
+  };
+  if (start < end) prefetch_rows(start);
+  prefetch_scalars(start);
+
+  for (int64_t c0 = start; c0 < end; c0 += BT) {
+    const int L = int(end - c0 < BT ? end - c0 : BT);
+    // Chunk inputs: Tb and Pm by background copies (awaited before Vn = Tb R); decays and norm
+    // factors from the registers prefetched a chunk ago; raw q and k from the copies of a chunk
+    // ago, times their factors, split.
+    for (int e = tid; e < BT * (BT / 2); e += NT) {
+      const int r = e / (BT / 2), q4 = e % (BT / 2);
+      const int which = q4 / (BT / 4), j = 4 * (q4 % (BT / 4));
+      float* dst = (which ? Pm_s : Tb_s) + r * MP + j;
+      if (r < L)
+        async_copy16(dst, w.mats + ((c0 + r) * HV + h) * 2 * kMaxBT + which * kMaxBT + j);
+      else
+        st4(dst, 0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    async_commit();
+    if (tid < BT) {
+      eg_s[tid] = tid < L ? expf(nx_gc) : 0.0f;
+      ed_s[tid] = tid < L ? expf(nx_last - nx_gc) : 0.0f;
+      qf_s[tid] = nx_qf;
+      kf_s[tid] = nx_kf;
+    }
+    prefetch_scalars(c0 + BT);
+    // This thread's v entries for R (rows 16 mt + g (+ 8), columns c_of(0 / 1)), early.
+    float v_in[4];
+    for (int e = 0; e < 4; ++e) {
+      const int i = 16 * (warp / 4) + g + 8 * (e / 2);
+      v_in[e] = i < L ? Elem<ACT>::load(p.v.at(c0 + i, 0, h), v0 + c_of(e % 2)) : 0.0f;
+    }
+    async_wait<1>();  // the raw rows (all groups but the newest, Tb / Pm)
+    __syncthreads();
+    for (int e = tid; e < BT * (K / 4); e += NT) {
+      const int r = e / (K / 4), x = 4 * (e % (K / 4));
+      float q[4] = {}, k[4] = {};
+      if (r < L) {
+        Vec4<ACT>::load(qr_s + r * K, x, q);
+        Vec4<ACT>::load(kr_s + r * K, x, k);
+      }
+      const float qf = qf_s[r], kf = kf_s[r];
+      const int at = r * RW + x / 2;
+      uint32_t h0, l0, h1, l1;
+      split2_bf16(qf * q[0], qf * q[1], h0, l0);
+      split2_bf16(qf * q[2], qf * q[3], h1, l1);
+      *reinterpret_cast<uint2*>(qa_hi + at) = make_uint2(h0, h1);
+      *reinterpret_cast<uint2*>(qa_lo + at) = make_uint2(l0, l1);
+      split2_bf16(kf * k[0], kf * k[1], h0, l0);
+      split2_bf16(kf * k[2], kf * k[3], h1, l1);
+      *reinterpret_cast<uint2*>(ka_hi + at) = make_uint2(h0, h1);
+      *reinterpret_cast<uint2*>(ka_lo + at) = make_uint2(l0, l1);
+    }
+    __syncthreads();
+    if (c0 + BT < end) prefetch_rows(c0 + BT);  // raw buffers free again
+    else async_commit();                         // an empty group keeps the wait counts uniform
+
+    // k^T from k: 2 x 2 element blocks (token pair jp, k pair mp); lanes span 8 jp x 4 mp so that
+    // both the reads and the writes spread over the banks.
+    for (int e = tid; e < (BT / 2) * (K / 2); e += NT) {
+      const int b = e / 32, jp = 8 * (b % 4) + e % 8, mp = 4 * (b / 4) + (e / 8) % 4;
+      for (int half = 0; half < 2; ++half) {
+        const uint32_t* src = half ? ka_lo : ka_hi;
+        uint32_t* dst = half ? kt_lo : kt_hi;
+        const uint32_t a = src[(2 * jp) * RW + mp], c = src[(2 * jp + 1) * RW + mp];
+        dst[(2 * mp) * TW + jp] = __byte_perm(a, c, 0x5410);
+        dst[(2 * mp + 1) * TW + jp] = __byte_perm(a, c, 0x7632);
+      }
+    }
+
+    // K S and Q S (warp tile rows 16 mt, columns 8 nt); R = V - exp(gc) K S; O = exp(gc) Q S.
+    {
+      const int mt = warp / 4;
+      float ks[4] = {}, qs[4] = {};
+      const SplitTile KA{ka_hi, ka_lo, RW}, QA{qa_hi, qa_lo, RW}, SB{st_hi, st_lo, RW};
+      for (int w0 = 0; w0 < K / 2; w0 += 8) {
+        uint32_t khi[4], klo[4], qhi[4], qlo[4], bhi[2], blo[2];
+        load_a(KA, 16 * mt, w0, khi, klo);
+        load_a(QA, 16 * mt, w0, qhi, qlo);
+        load_b(SB, 8 * nt, w0, bhi, blo);
+        mma_split(ks, khi, klo, bhi, blo);
+        mma_split(qs, qhi, qlo, bhi, blo);
+      }
+      for (int e = 0; e < 4; ++e) {
+        const int i = 16 * mt + g + 8 * (e / 2), c = c_of(e % 2);
+        const float eg = eg_s[i];
+        R_s[i * kBV + c] = i < L ? v_in[e] - eg * ks[e] : 0.0f;
+        O_s[i * kBV + c] = eg * qs[e];
+      }
+    }
+    async_wait<1>();  // Tb / Pm (the newest group is the next chunk's raw rows)
+    __syncthreads();
+
+    // Vn = Tb R (fp32 cores; row i, columns c4 ..), and (exp(gc_last - gc) Vn)^T split.
+    const int c4 = 4 * (tid % 8), i = tid / 8;
+    {
+      float acc[4] = {};
+#pragma unroll 2
+      for (int j = 0; j <= i; j += 4) {
+        const float4 tb = ld4(Tb_s + i * MP + j);
+        fma4(acc, tb.x, ld4(R_s + (j + 0) * kBV + c4));
+        fma4(acc, tb.y, ld4(R_s + (j + 1) * kBV + c4));
+        fma4(acc, tb.z, ld4(R_s + (j + 2) * kBV + c4));
+        fma4(acc, tb.w, ld4(R_s + (j + 3) * kBV + c4));
+      }
+      st4(Vn_s + i * kBV + c4, acc[0], acc[1], acc[2], acc[3]);
+      const float d = ed_s[i];
+      uint16_t* vt16_hi = reinterpret_cast<uint16_t*>(vt_hi);
+      uint16_t* vt16_lo = reinterpret_cast<uint16_t*>(vt_lo);
+      for (int c = 0; c < 4; c += 2) {
+        uint32_t hi, lo;
+        split2_bf16(d * acc[c], d * acc[c + 1], hi, lo);
+        vt16_hi[(c4 + c) * 2 * TW + i] = uint16_t(hi & 0xffffu), vt16_lo[(c4 + c) * 2 * TW + i] = uint16_t(lo & 0xffffu);
+        vt16_hi[(c4 + c + 1) * 2 * TW + i] = uint16_t(hi >> 16), vt16_lo[(c4 + c + 1) * 2 * TW + i] = uint16_t(lo >> 16);
+      }
+    }
+    __syncthreads();
+
+    // O += Pm Vn, to the output.
+    {
+      const float4 o4 = ld4(O_s + i * kBV + c4);
+      float o[4] = {o4.x, o4.y, o4.z, o4.w};
+#pragma unroll 2
+      for (int j = 0; j <= i; j += 4) {
+        const float4 pm = ld4(Pm_s + i * MP + j);
+        fma4(o, pm.x, ld4(Vn_s + (j + 0) * kBV + c4));
+        fma4(o, pm.y, ld4(Vn_s + (j + 1) * kBV + c4));
+        fma4(o, pm.z, ld4(Vn_s + (j + 2) * kBV + c4));
+        fma4(o, pm.w, ld4(Vn_s + (j + 3) * kBV + c4));
+      }
+      if (i < L) store4<ACT, VEC>(p.out.at(c0 + i, 0, h), v0 + c4, V, o);
+    }
+
+    // S <- exp(gc_last) S + K^T (exp(gc_last - gc) Vn) on the warp's two state tiles.
+    {
+      const float e_last = eg_s[L - 1];
+      const SplitTile KT{kt_hi, kt_lo, TW}, VB{vt_hi, vt_lo, TW};
+      for (int u = 0; u < 2; ++u) {
+        if (16 * (mt0 + u) >= K) continue;
+        for (int e = 0; e < 4; ++e) sr[u][e] *= e_last;
+        for (int w0 = 0; w0 < BT / 2; w0 += 8) {
+          uint32_t ahi[4], alo[4], bhi[2], blo[2];
+          load_a(KT, 16 * (mt0 + u), w0, ahi, alo);
+          load_b(VB, 8 * nt, w0, bhi, blo);
+          mma_split(sr[u], ahi, alo, bhi, blo);
+        }
+      }
+      publish_state();
+    }
+    __syncthreads();
+  }
+  for (int u = 0; u < 2; ++u)
+    for (int e = 0; e < 4; ++e) {
+      const int m = m_of(u, e / 2);
+      if (m < K) Elem<ST>::store(p.state.at(slot, h, m), v0 + c_of(e % 2), sr[u][e]);
+    }
+}
+#endif  // GDN_HAVE_MMA
+
 template <class F>
 void set_smem(F kernel, size_t bytes, const char* what) {
   check(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, int(bytes)), what);
@@ -472,8 +737,25 @@ bool rows_vec4(const GdnProblem& p) {
   return true;
 }
 
+// The tensor-core state kernel's conditions: sm_80+, K a multiple of 16 up to 128, whole 32-column
+// tiles, and its shared memory (193 KB at K = 128: H100 yes, A100 no).
+bool use_mma(const Device& dev, const GdnProblem& p) {
+#if GDN_HAVE_MMA
+  // Raw q / k rows copied 16 bytes at a time: row starts 16-byte aligned.
+  for (const HeadView* v : {&p.q, &p.k}) {
+    const int64_t n = 16 / dtype_bytes(v->dt);
+    if (reinterpret_cast<uintptr_t>(v->p) % 16 != 0 || v->s0 % n || v->s_grp % n || v->s_in % n) return false;
+  }
+  return dev.arch >= 80 && p.d.K % 16 == 0 && p.d.K <= 128 && p.d.V % kBV == 0 &&
+         size_t(mma_smem_words(p.d.K, dtype_bytes(p.q.dt))) * 4 <= dev.max_smem_optin;
+#else
+  (void)dev, (void)p;
+  return false;
+#endif
+}
+
 template <int32_t ACT, int32_t ST, int BT>
-void launch(const GdnProblem& p, const Work& w, gpuStream_t stream) {
+void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t stream) {
   const bool vec = rows_vec4(p);
   offsets_kernel<<<1, kThreads, 0, stream>>>(p, BT, w.offsets);
   check_launch("prefill offsets_kernel");
@@ -493,6 +775,21 @@ void launch(const GdnProblem& p, const Work& w, gpuStream_t stream) {
   }
 
   const int64_t tiles = (p.d.V + kBV - 1) / kBV;
+#if GDN_HAVE_MMA
+  if (BT == kMmaBT && use_mma(dev, p)) {
+    const size_t smem = size_t(mma_smem_words(p.d.K, dtype_bytes(p.q.dt))) * 4;
+    auto run = [&](auto kernel) {
+      set_smem(kernel, smem, "prefill state_mma_kernel smem");
+      kernel<<<unsigned(p.num_seqs * p.d.HV * tiles), kMmaThreads, smem, stream>>>(p, w, tiles);
+      check_launch("prefill state_mma_kernel");
+    };
+    if (vec)
+      run(state_mma_kernel<ACT, ST, true>);
+    else
+      run(state_mma_kernel<ACT, ST, false>);
+    return;
+  }
+#endif
   const size_t smem = state_smem_floats<BT>(p.d.K) * sizeof(float);
   auto run = [&](auto kernel) {
     set_smem(kernel, smem, "prefill state_kernel smem");
@@ -531,9 +828,9 @@ void prefill(const Device& dev, const GdnProblem& p, void* ws, size_t, void* str
     dispatch_state(p.state.dt, [&](auto s) {
       constexpr int32_t A = decltype(a)::value, S = decltype(s)::value;
       if (big)
-        launch<A, S, 64>(p, w, gpuStream_t(stream));
+        launch<A, S, 64>(dev, p, w, gpuStream_t(stream));
       else
-        launch<A, S, 32>(p, w, gpuStream_t(stream));
+        launch<A, S, 32>(dev, p, w, gpuStream_t(stream));
     });
   });
 }
