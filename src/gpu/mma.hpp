@@ -73,12 +73,13 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
 #endif
 }
 
-// d += a b with the three split products.
-__device__ __forceinline__ void mma_split(float (&d)[4], const uint32_t (&ahi)[4], const uint32_t (&alo)[4],
-                                          const uint32_t (&bhi)[2], const uint32_t (&blo)[2]) {
-  mma_bf16(d, alo, bhi);
-  mma_bf16(d, ahi, blo);
+// d += a_hi b_hi and corr += a_lo b_hi + a_hi b_lo (two accumulators: shorter dependency chains;
+// the caller adds corr to d at the end).
+__device__ __forceinline__ void mma_split(float (&d)[4], float (&corr)[4], const uint32_t (&ahi)[4],
+                                          const uint32_t (&alo)[4], const uint32_t (&bhi)[2], const uint32_t (&blo)[2]) {
+  mma_bf16(corr, alo, bhi);
   mma_bf16(d, ahi, bhi);
+  mma_bf16(corr, ahi, blo);
 }
 
 }  // namespace gdn::gpu

@@ -157,7 +157,7 @@ size_t chunk_smem_floats(int64_t K) {
 }
 
 // ---- 2. per (chunk, key head): Tb, Pm, gc for each value head of the key head ----
-template <int32_t ACT, int BT, bool VEC>
+template <int32_t ACT, int BT, bool VEC, bool MMA>
 __global__ void __launch_bounds__(kThreads, 2) chunk_kernel(GdnProblem p, Work w) {
   extern __shared__ float smem[];
   const int64_t K = p.d.K, KP = row_stride(K), HV = p.d.HV, HK = p.d.HK, G = HV / HK;
@@ -204,9 +204,32 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_kernel(GdnProblem p, Work w
         qs *= 1.0f / sqrtf(subgroup32_sum(qq) + kL2NormEps);
         ks = 1.0f / sqrtf(subgroup32_sum(kk) + kL2NormEps);
       }
-      for (int64_t i = lane; i < K; i += 32) {
-        q_s[r * KP + i] *= qs;
-        k_s[r * KP + i] *= ks;
+      if (MMA) {
+#if GDN_HAVE_MMA
+        // In place, as split bf16: the row slot becomes K/2 words of hi halves, then K/2 of lo.
+        constexpr int U = 2;  // K <= 128: K/2 <= 64 words, two a lane
+        float qv[U][2] = {}, kv[U][2] = {};
+        for (int u = 0; u < U; ++u) {
+          const int wp = lane + 32 * u;
+          if (wp < K / 2)
+            for (int x = 0; x < 2; ++x) qv[u][x] = q_s[r * KP + 2 * wp + x], kv[u][x] = k_s[r * KP + 2 * wp + x];
+        }
+        __syncwarp();
+        uint32_t* qw = reinterpret_cast<uint32_t*>(q_s + r * KP);
+        uint32_t* kw = reinterpret_cast<uint32_t*>(k_s + r * KP);
+        for (int u = 0; u < U; ++u) {
+          const int wp = lane + 32 * u;
+          if (wp < K / 2) {
+            split2_bf16(qs * qv[u][0], qs * qv[u][1], qw[wp], qw[K / 2 + wp]);
+            split2_bf16(ks * kv[u][0], ks * kv[u][1], kw[wp], kw[K / 2 + wp]);
+          }
+        }
+#endif
+      } else {
+        for (int64_t i = lane; i < K; i += 32) {
+          q_s[r * KP + i] *= qs;
+          k_s[r * KP + i] *= ks;
+        }
       }
       if (lane == 0) {
         w.norms[((c0 + r) * HK + hk) * 2 + 0] = qs;
@@ -216,9 +239,38 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_kernel(GdnProblem p, Work w
   }
   __syncthreads();
 
-  // Gram matrices: a 16 x 16 grid of threads, each BT/16 x BT/16 entries of both (rows ig + 16 r,
-  // so that the 8 threads of a quarter warp read 8 different 4-bank groups).
-  {
+  // Gram matrices. Tensor cores: warp (mt, nb) takes rows 16 mt .. and the 4 column tiles from
+  // nb (split products, fp32 accuracy; BT = 64, 8 warps).
+  if (MMA) {
+#if GDN_HAVE_MMA
+    const int warp = tid / 32, mt = warp % 4, nb = 4 * (warp / 4), g = (tid % 32) / 4, t = tid % 4;
+    const int kp = int(KP);
+    const SplitTile KA{reinterpret_cast<const uint32_t*>(k_s), reinterpret_cast<const uint32_t*>(k_s) + K / 2, kp};
+    const SplitTile QA{reinterpret_cast<const uint32_t*>(q_s), reinterpret_cast<const uint32_t*>(q_s) + K / 2, kp};
+    float kk[4][4] = {}, qk[4][4] = {};
+    for (int w0 = 0; w0 < K / 2; w0 += 8) {
+      uint32_t khi[4], klo[4], qhi[4], qlo[4];
+      load_a(KA, 16 * mt, w0, khi, klo);
+      load_a(QA, 16 * mt, w0, qhi, qlo);
+#pragma unroll
+      for (int v = 0; v < 4; ++v) {
+        uint32_t bhi[2], blo[2];
+        load_b(KA, 8 * (nb + v), w0, bhi, blo);
+        mma_split(kk[v], kk[v], khi, klo, bhi, blo);
+        mma_split(qk[v], qk[v], qhi, qlo, bhi, blo);
+      }
+    }
+#pragma unroll
+    for (int v = 0; v < 4; ++v)
+      for (int e = 0; e < 4; ++e) {
+        const int at = (16 * mt + g + 8 * (e / 2)) * MS + 8 * (nb + v) + 2 * t + e % 2;
+        KK[at] = kk[v][e];
+        QK[at] = qk[v][e];
+      }
+#endif
+  } else {
+    // Fp32 cores: a 16 x 16 grid of threads, each BT/16 x BT/16 entries of both (rows ig + 16 r,
+    // so that the 8 threads of a quarter warp read 8 different 4-bank groups).
     constexpr int R = BT / 16;
     const int ig = tid % 16, jg = tid / 16;
     float kk[R][R] = {}, qk[R][R] = {};
@@ -636,16 +688,18 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     // K S and Q S (warp tile rows 16 mt, columns 8 nt); R = V - exp(gc) K S; O = exp(gc) Q S.
     {
       const int mt = warp / 4;
-      float ks[4] = {}, qs[4] = {};
+      float ks[4] = {}, qs[4] = {}, ks_c[4] = {}, qs_c[4] = {};
       const SplitTile KA{ka_hi, ka_lo, RW}, QA{qa_hi, qa_lo, RW}, SB{st_hi, st_lo, RW};
+#pragma unroll 2
       for (int w0 = 0; w0 < K / 2; w0 += 8) {
         uint32_t khi[4], klo[4], qhi[4], qlo[4], bhi[2], blo[2];
         load_a(KA, 16 * mt, w0, khi, klo);
         load_a(QA, 16 * mt, w0, qhi, qlo);
         load_b(SB, 8 * nt, w0, bhi, blo);
-        mma_split(ks, khi, klo, bhi, blo);
-        mma_split(qs, qhi, qlo, bhi, blo);
+        mma_split(ks, ks_c, khi, klo, bhi, blo);
+        mma_split(qs, qs_c, qhi, qlo, bhi, blo);
       }
+      for (int e = 0; e < 4; ++e) ks[e] += ks_c[e], qs[e] += qs_c[e];
       for (int e = 0; e < 4; ++e) {
         const int i = 16 * mt + g + 8 * (e / 2), c = c_of(e % 2);
         const float eg = eg_s[i];
@@ -702,13 +756,16 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
       const SplitTile KT{kt_hi, kt_lo, TW}, VB{vt_hi, vt_lo, TW};
       for (int u = 0; u < 2; ++u) {
         if (16 * (mt0 + u) >= K) continue;
+        float corr[4] = {};
         for (int e = 0; e < 4; ++e) sr[u][e] *= e_last;
+#pragma unroll
         for (int w0 = 0; w0 < BT / 2; w0 += 8) {
           uint32_t ahi[4], alo[4], bhi[2], blo[2];
           load_a(KT, 16 * (mt0 + u), w0, ahi, alo);
           load_b(VB, 8 * nt, w0, bhi, blo);
-          mma_split(sr[u], ahi, alo, bhi, blo);
+          mma_split(sr[u], corr, ahi, alo, bhi, blo);
         }
+        for (int e = 0; e < 4; ++e) sr[u][e] += corr[e];
       }
       publish_state();
     }
@@ -768,10 +825,15 @@ void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t s
       kernel<<<dim3(unsigned(max_chunks), unsigned(p.d.HK)), kThreads, smem, stream>>>(p, w);
       check_launch("prefill chunk_kernel");
     };
+#if GDN_HAVE_MMA
+    if (BT == kMmaBT && use_mma(dev, p)) {
+      run(chunk_kernel<ACT, BT, true, true>);
+    } else
+#endif
     if (vec)
-      run(chunk_kernel<ACT, BT, true>);
+      run(chunk_kernel<ACT, BT, true, false>);
     else
-      run(chunk_kernel<ACT, BT, false>);
+      run(chunk_kernel<ACT, BT, false, false>);
   }
 
   const int64_t tiles = (p.d.V + kBV - 1) / kBV;
