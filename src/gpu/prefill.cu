@@ -157,10 +157,12 @@ size_t chunk_smem_floats(int64_t K) {
 }
 
 // ---- 2. per (chunk, key head): Tb, Pm, gc for each value head of the key head ----
-template <int32_t ACT, int BT, bool VEC, bool MMA>
+// KM > 0: the tensor-core Gram matrices, with K = KM at compile time.
+template <int32_t ACT, int BT, bool VEC, int KM>
 __global__ void __launch_bounds__(kThreads, 2) chunk_kernel(GdnProblem p, Work w) {
+  constexpr bool MMA = KM > 0;
   extern __shared__ float smem[];
-  const int64_t K = p.d.K, KP = row_stride(K), HV = p.d.HV, HK = p.d.HK, G = HV / HK;
+  const int64_t K = MMA ? KM : p.d.K, KP = row_stride(K), HV = p.d.HV, HK = p.d.HK, G = HV / HK;
   constexpr int MS = BT + 1;  // matrix row stride
   // q and k live until the Gram matrices are done; A and Tb reuse their space.
   const int64_t qk_floats = 2 * BT * KP > 2 * BT * MS ? 2 * BT * KP : 2 * BT * MS;
@@ -510,8 +512,20 @@ __global__ void __launch_bounds__(8 * BT) state_kernel(GdnProblem p, Work w, int
   }
 }
 
+// Rows of one head of a [T, heads, dim] view: row(t) = base + t * stride.
+struct TokenRows {
+  char* base;
+  int64_t stride;  // bytes
+  __device__ TokenRows(const HeadView& v, int64_t head)
+      : base(v.at(0, 0, head)), stride(int64_t(dtype_bytes(v.dt)) * v.s0) {}
+  template <class T>
+  __device__ T* row(int64_t t) const {
+    return reinterpret_cast<T*>(base + t * stride);
+  }
+};
+
 #if GDN_HAVE_MMA
-// ---- 3'. state_kernel on tensor cores (sm_80+; BT = 64, K % 16 == 0, K <= 128, V % 32 == 0) ----
+// ---- 3'. state_kernel on tensor cores (sm_80+; BT = 64, K = 64 or 128, V % 32 == 0) ----
 // The same steps, with K S, Q S and the state update as split-bf16 mma products (fp32 accuracy,
 // see mma.hpp) and Vn = Tb R, O += Pm Vn on the fp32 cores. 16 warps: warp (mt, nt) owns rows
 // 16 mt .. of K S / Q S and columns 8 nt .. ; in the update it owns the state rows of m-tiles
@@ -525,11 +539,11 @@ __host__ __device__ inline int64_t mma_smem_words(int64_t K, int64_t act_bytes) 
          4 * kMmaBT + 2 * kMmaBT * K * act_bytes / 4;
 }
 
-template <int32_t ACT, int32_t ST, bool VEC>
+template <int32_t ACT, int32_t ST, bool VEC, int KD>
 __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Work w, int64_t tiles) {
   constexpr int BT = kMmaBT, NT = kMmaThreads, MP = BT + 4, TW = BT / 2 + 4;
   extern __shared__ float smem[];
-  const int K = int(p.d.K), RW = K / 2 + 4;
+  constexpr int K = KD, RW = K / 2 + 4;
   const int64_t V = p.d.V, HV = p.d.HV, HK = p.d.HK;
   uint32_t* qa_hi = reinterpret_cast<uint32_t*>(smem);  // [BT][RW]  q rows, words along k
   uint32_t* qa_lo = qa_hi + BT * RW;
@@ -566,6 +580,12 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     return;
   }
   const bool initial = !p.has_initial.present() || p.has_initial.idx(n) != 0;
+  // Row bases (token 0) and token strides, so that the chunk loop does no view arithmetic.
+  const TokenRows q_rows(p.q, hk), k_rows(p.k, hk), v_rows(p.v, h), out_rows(p.out, h);
+  const float* mats = w.mats + h * 2 * kMaxBT;  // token stride HV * 2 * kMaxBT
+  const int64_t mats_stride = HV * 2 * kMaxBT;
+  const float* gcs = w.gc + h;                  // token stride HV
+  const float* norms = w.norms + hk * 2;        // token stride 2 HK
 
   // The warp's state entries: (row m_of(u, r), column c_of(c)) for tiles u = 0, 1, r = 0, 1, c = 0, 1.
   const int nt = warp % 4, mt0 = 2 * (warp / 4);
@@ -600,8 +620,8 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     for (int e = tid; e < BT * (K / kPer16); e += NT) {
       const int r = e / (K / kPer16), x = kPer16 * (e % (K / kPer16));
       if (r < Lc) {
-        async_copy16(qr_s + r * K + x, static_cast<const Raw*>(static_cast<const void*>(p.q.at(c + r, 0, hk))) + x);
-        async_copy16(kr_s + r * K + x, static_cast<const Raw*>(static_cast<const void*>(p.k.at(c + r, 0, hk))) + x);
+        async_copy16(qr_s + r * K + x, q_rows.row<Raw>(c + r) + x);
+        async_copy16(kr_s + r * K + x, k_rows.row<Raw>(c + r) + x);
       }
     }
     async_commit();
@@ -610,10 +630,10 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
   auto prefetch_scalars = [&](int64_t c) {
     const int Lc = int(end - c < BT ? end - c : BT);
     if (tid < BT && c < end) {
-      nx_last = w.gc[(c + Lc - 1) * HV + h];
-      nx_gc = tid < Lc ? w.gc[(c + tid) * HV + h] : 0.0f;
-      nx_qf = tid < Lc ? w.norms[((c + tid) * HK + hk) * 2 + 0] : 0.0f;
-      nx_kf = tid < Lc ? w.norms[((c + tid) * HK + hk) * 2 + 1] : 0.0f;
+      nx_last = gcs[(c + Lc - 1) * HV];
+      nx_gc = tid < Lc ? gcs[(c + tid) * HV] : 0.0f;
+      nx_qf = tid < Lc ? norms[(c + tid) * 2 * HK + 0] : 0.0f;
+      nx_kf = tid < Lc ? norms[(c + tid) * 2 * HK + 1] : 0.0f;
     }
   };
   if (start < end) prefetch_rows(start);
@@ -629,7 +649,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
       const int which = q4 / (BT / 4), j = 4 * (q4 % (BT / 4));
       float* dst = (which ? Pm_s : Tb_s) + r * MP + j;
       if (r < L)
-        async_copy16(dst, w.mats + ((c0 + r) * HV + h) * 2 * kMaxBT + which * kMaxBT + j);
+        async_copy16(dst, mats + (c0 + r) * mats_stride + which * kMaxBT + j);
       else
         st4(dst, 0.0f, 0.0f, 0.0f, 0.0f);
     }
@@ -645,7 +665,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     float v_in[4];
     for (int e = 0; e < 4; ++e) {
       const int i = 16 * (warp / 4) + g + 8 * (e / 2);
-      v_in[e] = i < L ? Elem<ACT>::load(p.v.at(c0 + i, 0, h), v0 + c_of(e % 2)) : 0.0f;
+      v_in[e] = i < L ? Elem<ACT>::load(v_rows.row<Raw>(c0 + i), v0 + c_of(e % 2)) : 0.0f;
     }
     async_wait<1>();  // the raw rows (all groups but the newest, Tb / Pm)
     __syncthreads();
@@ -747,7 +767,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
         fma4(o, pm.z, ld4(Vn_s + (j + 2) * kBV + c4));
         fma4(o, pm.w, ld4(Vn_s + (j + 3) * kBV + c4));
       }
-      if (i < L) store4<ACT, VEC>(p.out.at(c0 + i, 0, h), v0 + c4, V, o);
+      if (i < L) store4<ACT, VEC>(out_rows.row<Raw>(c0 + i), v0 + c4, V, o);
     }
 
     // S <- exp(gc_last) S + K^T (exp(gc_last - gc) Vn) on the warp's two state tiles.
@@ -794,22 +814,20 @@ bool rows_vec4(const GdnProblem& p) {
   return true;
 }
 
-// The tensor-core state kernel's conditions: sm_80+, K a multiple of 16 up to 128, whole 32-column
-// tiles, and its shared memory (193 KB at K = 128: H100 yes, A100 no).
-bool use_mma(const Device& dev, const GdnProblem& p) {
+// The tensor-core kernels' conditions: sm_80+, K = 64 or 128 (compile-time shapes), whole 32-column
+// tiles, 16-byte aligned q / k rows, and the shared memory (221 KB at K = 128 with 2-byte
+// activations: H100 yes, A100 no).
 #if GDN_HAVE_MMA
+bool use_mma(const Device& dev, const GdnProblem& p) {
   // Raw q / k rows copied 16 bytes at a time: row starts 16-byte aligned.
   for (const HeadView* v : {&p.q, &p.k}) {
     const int64_t n = 16 / dtype_bytes(v->dt);
     if (reinterpret_cast<uintptr_t>(v->p) % 16 != 0 || v->s0 % n || v->s_grp % n || v->s_in % n) return false;
   }
-  return dev.arch >= 80 && p.d.K % 16 == 0 && p.d.K <= 128 && p.d.V % kBV == 0 &&
+  return dev.arch >= 80 && (p.d.K == 64 || p.d.K == 128) && p.d.V % kBV == 0 &&
          size_t(mma_smem_words(p.d.K, dtype_bytes(p.q.dt))) * 4 <= dev.max_smem_optin;
-#else
-  (void)dev, (void)p;
-  return false;
-#endif
 }
+#endif
 
 template <int32_t ACT, int32_t ST, int BT>
 void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t stream) {
@@ -827,13 +845,13 @@ void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t s
     };
 #if GDN_HAVE_MMA
     if (BT == kMmaBT && use_mma(dev, p)) {
-      run(chunk_kernel<ACT, BT, true, true>);
+      p.d.K == 64 ? run(chunk_kernel<ACT, BT, true, 64>) : run(chunk_kernel<ACT, BT, true, 128>);
     } else
 #endif
     if (vec)
-      run(chunk_kernel<ACT, BT, true, false>);
+      run(chunk_kernel<ACT, BT, true, 0>);
     else
-      run(chunk_kernel<ACT, BT, false, false>);
+      run(chunk_kernel<ACT, BT, false, 0>);
   }
 
   const int64_t tiles = (p.d.V + kBV - 1) / kBV;
@@ -845,10 +863,10 @@ void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t s
       kernel<<<unsigned(p.num_seqs * p.d.HV * tiles), kMmaThreads, smem, stream>>>(p, w, tiles);
       check_launch("prefill state_mma_kernel");
     };
-    if (vec)
-      run(state_mma_kernel<ACT, ST, true>);
+    if (p.d.K == 64)
+      vec ? run(state_mma_kernel<ACT, ST, true, 64>) : run(state_mma_kernel<ACT, ST, false, 64>);
     else
-      run(state_mma_kernel<ACT, ST, false>);
+      vec ? run(state_mma_kernel<ACT, ST, true, 128>) : run(state_mma_kernel<ACT, ST, false, 128>);
     return;
   }
 #endif
