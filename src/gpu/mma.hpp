@@ -45,19 +45,48 @@ struct SplitTile {
   int stride;  // words per row
 };
 
-// A fragments (hi, lo) of rows r0 .. r0 + 15, contraction words w0 .. w0 + 7.
+#if GDN_HAVE_MMA && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define GDN_LDMATRIX 1
+// Four 8 x 8 b16 matrices; lane l gives the address of row l % 8 of matrix l / 8 (16-byte aligned).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const uint32_t* row) {
+  const unsigned a = unsigned(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+#else
+#define GDN_LDMATRIX 0
+#endif
+
+// A fragments (hi, lo) of rows r0 .. r0 + 15, contraction words w0 .. w0 + 7 (row strides and
+// w0 multiples of 4 words).
 __device__ __forceinline__ void load_a(const SplitTile& s, int r0, int w0, uint32_t (&hi)[4], uint32_t (&lo)[4]) {
-  const int g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
+  const int lane = threadIdx.x % 32;
+#if GDN_LDMATRIX
+  const int o = (r0 + lane % 8 + 8 * ((lane / 8) % 2)) * s.stride + w0 + 4 * (lane / 16);
+  ldmatrix_x4(hi, s.hi + o);
+  ldmatrix_x4(lo, s.lo + o);
+#else
+  const int g = lane / 4, t = lane % 4;
   const int o0 = (r0 + g) * s.stride + w0 + t, o1 = o0 + 8 * s.stride;
   hi[0] = s.hi[o0], hi[1] = s.hi[o1], hi[2] = s.hi[o0 + 4], hi[3] = s.hi[o1 + 4];
   lo[0] = s.lo[o0], lo[1] = s.lo[o1], lo[2] = s.lo[o0 + 4], lo[3] = s.lo[o1 + 4];
+#endif
 }
 // B fragments (hi, lo) from B^T rows n0 .. n0 + 7, contraction words w0 .. w0 + 7.
 __device__ __forceinline__ void load_b(const SplitTile& s, int n0, int w0, uint32_t (&hi)[2], uint32_t (&lo)[2]) {
-  const int g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
+  const int lane = threadIdx.x % 32;
+#if GDN_LDMATRIX
+  const int m = lane / 8;  // matrices: hi words w0.., hi w0 + 4.., lo w0.., lo w0 + 4..
+  uint32_t r[4];
+  ldmatrix_x4(r, (m < 2 ? s.hi : s.lo) + (n0 + lane % 8) * s.stride + w0 + 4 * (m % 2));
+  hi[0] = r[0], hi[1] = r[1], lo[0] = r[2], lo[1] = r[3];
+#else
+  const int g = lane / 4, t = lane % 4;
   const int o = (n0 + g) * s.stride + w0 + t;
   hi[0] = s.hi[o], hi[1] = s.hi[o + 4];
   lo[0] = s.lo[o], lo[1] = s.lo[o + 4];
+#endif
 }
 
 __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {

@@ -150,6 +150,17 @@ __device__ void stage_qk(const GdnProblem& p, const Work& w, int64_t c0, int L, 
   }
 }
 
+// Rows i < L of a BT x BT matrix f(i, j) into the workspace rows of tokens c0 + i (value head h,
+// offset `at` floats) as split bf16 words: BT/2 words of hi halves, then BT/2 of lo halves.
+template <int BT, class F>
+__device__ void store_split_rows(float* mats, int64_t c0, int L, int64_t HV, int64_t h, int at, F f) {
+  for (int e = threadIdx.x; e < L * (BT / 2); e += blockDim.x) {
+    const int i = e / (BT / 2), jp = e % (BT / 2);
+    uint32_t* row = reinterpret_cast<uint32_t*>(mats + ((c0 + i) * HV + h) * 2 * kMaxBT + at);
+    split2_bf16(f(i, 2 * jp), f(i, 2 * jp + 1), row[jp], row[BT / 2 + jp]);
+  }
+}
+
 template <int BT>
 size_t chunk_smem_floats(int64_t K) {
   const size_t qk = size_t(2 * BT * row_stride(K)), solve = size_t(2 * BT * (BT + 1));
@@ -330,13 +341,17 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_kernel(GdnProblem p, Work w
     }
     __syncthreads();
 
-    // A (strictly lower) in shared memory; Pm straight to the workspace.
+    // A (strictly lower) in shared memory; Pm straight to the workspace (fp32, or for the
+    // tensor-core state kernel as split bf16 words: BT/2 hi words, then BT/2 lo words).
     for (int e = tid; e < BT * BT; e += kThreads) {
       const int i = e / BT, j = e % BT;
       const float decay = j <= i ? expf(g_s[i] - g_s[j]) : 0.0f;
       A[i * MS + j] = j < i ? beta_s[i] * KK[i * MS + j] * decay : 0.0f;
-      if (i < L) w.mats[((c0 + i) * HV + h) * 2 * kMaxBT + kMaxBT + j] = QK[i * MS + j] * decay;
+      if (!MMA && i < L) w.mats[((c0 + i) * HV + h) * 2 * kMaxBT + kMaxBT + j] = QK[i * MS + j] * decay;
     }
+    if (MMA) store_split_rows<BT>(w.mats, c0, L, HV, h, kMaxBT, [&](int i, int j) {
+      return j <= i ? QK[i * MS + j] * expf(g_s[i] - g_s[j]) : 0.0f;
+    });
     __syncthreads();
 
     // Tb = (I + A)^-1 diag(beta) by forward substitution, one column per LPC lanes, right-looking:
@@ -357,10 +372,13 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_kernel(GdnProblem p, Work w
       }
     }
     __syncthreads();
-    for (int e = tid; e < L * BT; e += kThreads) {
-      const int i = e / BT, j = e % BT;
-      w.mats[((c0 + i) * HV + h) * 2 * kMaxBT + j] = Tb[i * MS + j];
-    }
+    if (MMA)
+      store_split_rows<BT>(w.mats, c0, L, HV, h, 0, [&](int i, int j) { return Tb[i * MS + j]; });
+    else
+      for (int e = tid; e < L * BT; e += kThreads) {
+        const int i = e / BT, j = e % BT;
+        w.mats[((c0 + i) * HV + h) * 2 * kMaxBT + j] = Tb[i * MS + j];
+      }
   }
 }
 
@@ -535,16 +553,34 @@ constexpr int kMmaBT = 64, kMmaThreads = 512;
 // Shared memory (32-bit words), act_bytes: the activation element size (raw q, k staging).
 __host__ __device__ inline int64_t mma_smem_words(int64_t K, int64_t act_bytes) {
   const int64_t RW = K / 2 + 4, TW = kMmaBT / 2 + 4, MP = kMmaBT + 4;
-  return 4 * kMmaBT * RW + 2 * K * TW + 2 * kBV * RW + 2 * kMmaBT * MP + 3 * kMmaBT * kBV + 2 * kBV * TW +
-         4 * kMmaBT + 2 * kMmaBT * K * act_bytes / 4;
+  return 4 * kMmaBT * RW + 2 * K * TW + 2 * kBV * RW + 2 * kMmaBT * MP + 6 * kBV * TW + 4 * kMmaBT +
+         2 * kMmaBT * K * act_bytes / 4;
 }
 
-template <int32_t ACT, int32_t ST, bool VEC, int KD>
+// A 16 x 8 accumulator tile (rows r0 .., columns c .. c + 1 of this lane's fragment, see mma.hpp)
+// times per-row factors f0 (row g) and f8 (row g + 8), transposed into split bf16 halves:
+// [column][row] with `tw` words per column.
+__device__ inline void store_tile_t(uint32_t* hi, uint32_t* lo, int tw, int r0, int c, const float (&x)[4], float f0,
+                                    float f8) {
+  uint16_t* h16 = reinterpret_cast<uint16_t*>(hi);
+  uint16_t* l16 = reinterpret_cast<uint16_t*>(lo);
+  const int r = r0 + (threadIdx.x % 32) / 4;
+  for (int half = 0; half < 2; ++half) {  // rows r, r + 8
+    const float f = half ? f8 : f0;
+    uint32_t wh, wl;
+    split2_bf16(f * x[2 * half], f * x[2 * half + 1], wh, wl);  // columns c, c + 1
+    const int at = c * 2 * tw + r + 8 * half;
+    h16[at] = uint16_t(wh & 0xffffu), l16[at] = uint16_t(wl & 0xffffu);
+    h16[at + 2 * tw] = uint16_t(wh >> 16), l16[at + 2 * tw] = uint16_t(wl >> 16);
+  }
+}
+
+template <int32_t ACT, int32_t ST, int KD>
 __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Work w, int64_t tiles) {
   constexpr int BT = kMmaBT, NT = kMmaThreads, MP = BT + 4, TW = BT / 2 + 4;
   extern __shared__ float smem[];
   constexpr int K = KD, RW = K / 2 + 4;
-  const int64_t V = p.d.V, HV = p.d.HV, HK = p.d.HK;
+  const int64_t HV = p.d.HV, HK = p.d.HK;
   uint32_t* qa_hi = reinterpret_cast<uint32_t*>(smem);  // [BT][RW]  q rows, words along k
   uint32_t* qa_lo = qa_hi + BT * RW;
   uint32_t* ka_hi = qa_lo + BT * RW;                     // [BT][RW]  k rows
@@ -553,12 +589,13 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
   uint32_t* kt_lo = kt_hi + K * TW;
   uint32_t* st_hi = kt_lo + K * TW;                      // [kBV][RW] S^T, words along k
   uint32_t* st_lo = st_hi + kBV * RW;
-  float* Tb_s = reinterpret_cast<float*>(st_lo + kBV * RW);  // [BT][MP]
-  float* Pm_s = Tb_s + BT * MP;                               // [BT][MP]
-  float* R_s = Pm_s + BT * MP;                                // [BT][kBV]
-  float* Vn_s = R_s + BT * kBV;                               // [BT][kBV]
-  float* O_s = Vn_s + BT * kBV;                               // [BT][kBV]  exp(gc) Q S
-  uint32_t* vt_hi = reinterpret_cast<uint32_t*>(O_s + BT * kBV);  // [kBV][TW] (exp(gc_last - gc) Vn)^T
+  float* Tb_s = reinterpret_cast<float*>(st_lo + kBV * RW);  // [BT][MP]  split words: BT/2 hi, BT/2 lo
+  float* Pm_s = Tb_s + BT * MP;                               // [BT][MP]  split words
+  uint32_t* rt_hi = reinterpret_cast<uint32_t*>(Pm_s + BT * MP);  // [kBV][TW]  R^T
+  uint32_t* rt_lo = rt_hi + kBV * TW;
+  uint32_t* nt_hi = rt_lo + kBV * TW;                             // [kBV][TW]  Vn^T
+  uint32_t* nt_lo = nt_hi + kBV * TW;
+  uint32_t* vt_hi = nt_lo + kBV * TW;                             // [kBV][TW]  (exp(gc_last - gc) Vn)^T
   uint32_t* vt_lo = vt_hi + kBV * TW;
   float* eg_s = reinterpret_cast<float*>(vt_lo + kBV * TW);  // [BT]
   float* ed_s = eg_s + BT;                                    // [BT]
@@ -705,9 +742,11 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
       }
     }
 
-    // K S and Q S (warp tile rows 16 mt, columns 8 nt); R = V - exp(gc) K S; O = exp(gc) Q S.
+    // K S and Q S (warp tile rows 16 mt, columns 8 nt); R = V - exp(gc) K S (to R^T, split);
+    // O = exp(gc) Q S stays in registers (same tile).
+    const int mt = warp / 4;
+    float o[4];
     {
-      const int mt = warp / 4;
       float ks[4] = {}, qs[4] = {}, ks_c[4] = {}, qs_c[4] = {};
       const SplitTile KA{ka_hi, ka_lo, RW}, QA{qa_hi, qa_lo, RW}, SB{st_hi, st_lo, RW};
 #pragma unroll 2
@@ -719,55 +758,52 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
         mma_split(ks, ks_c, khi, klo, bhi, blo);
         mma_split(qs, qs_c, qhi, qlo, bhi, blo);
       }
-      for (int e = 0; e < 4; ++e) ks[e] += ks_c[e], qs[e] += qs_c[e];
+      float r[4];
       for (int e = 0; e < 4; ++e) {
-        const int i = 16 * mt + g + 8 * (e / 2), c = c_of(e % 2);
+        const int i = 16 * mt + g + 8 * (e / 2);
         const float eg = eg_s[i];
-        R_s[i * kBV + c] = i < L ? v_in[e] - eg * ks[e] : 0.0f;
-        O_s[i * kBV + c] = eg * qs[e];
+        r[e] = i < L ? v_in[e] - eg * (ks[e] + ks_c[e]) : 0.0f;
+        o[e] = eg * (qs[e] + qs_c[e]);
       }
+      store_tile_t(rt_hi, rt_lo, TW, 16 * mt, c_of(0), r, 1.0f, 1.0f);
     }
     async_wait<1>();  // Tb / Pm (the newest group is the next chunk's raw rows)
     __syncthreads();
 
-    // Vn = Tb R (fp32 cores; row i, columns c4 ..), and (exp(gc_last - gc) Vn)^T split.
-    const int c4 = 4 * (tid % 8), i = tid / 8;
+    // Vn = Tb R (Tb lower triangular: 16-row blocks up to the diagonal) to Vn^T and, times
+    // exp(gc_last - gc), to Vd^T (both split).
+    const SplitTile TbA{reinterpret_cast<const uint32_t*>(Tb_s), reinterpret_cast<const uint32_t*>(Tb_s) + BT / 2, MP};
+    const SplitTile PmA{reinterpret_cast<const uint32_t*>(Pm_s), reinterpret_cast<const uint32_t*>(Pm_s) + BT / 2, MP};
     {
-      float acc[4] = {};
-#pragma unroll 2
-      for (int j = 0; j <= i; j += 4) {
-        const float4 tb = ld4(Tb_s + i * MP + j);
-        fma4(acc, tb.x, ld4(R_s + (j + 0) * kBV + c4));
-        fma4(acc, tb.y, ld4(R_s + (j + 1) * kBV + c4));
-        fma4(acc, tb.z, ld4(R_s + (j + 2) * kBV + c4));
-        fma4(acc, tb.w, ld4(R_s + (j + 3) * kBV + c4));
+      float vn[4] = {}, corr[4] = {};
+      const SplitTile RB{rt_hi, rt_lo, TW};
+      for (int kb = 0; kb <= mt; ++kb) {
+        uint32_t ahi[4], alo[4], bhi[2], blo[2];
+        load_a(TbA, 16 * mt, 8 * kb, ahi, alo);
+        load_b(RB, 8 * nt, 8 * kb, bhi, blo);
+        mma_split(vn, corr, ahi, alo, bhi, blo);
       }
-      st4(Vn_s + i * kBV + c4, acc[0], acc[1], acc[2], acc[3]);
-      const float d = ed_s[i];
-      uint16_t* vt16_hi = reinterpret_cast<uint16_t*>(vt_hi);
-      uint16_t* vt16_lo = reinterpret_cast<uint16_t*>(vt_lo);
-      for (int c = 0; c < 4; c += 2) {
-        uint32_t hi, lo;
-        split2_bf16(d * acc[c], d * acc[c + 1], hi, lo);
-        vt16_hi[(c4 + c) * 2 * TW + i] = uint16_t(hi & 0xffffu), vt16_lo[(c4 + c) * 2 * TW + i] = uint16_t(lo & 0xffffu);
-        vt16_hi[(c4 + c + 1) * 2 * TW + i] = uint16_t(hi >> 16), vt16_lo[(c4 + c + 1) * 2 * TW + i] = uint16_t(lo >> 16);
-      }
+      for (int e = 0; e < 4; ++e) vn[e] += corr[e];
+      const int i0 = 16 * mt + g;
+      store_tile_t(nt_hi, nt_lo, TW, 16 * mt, c_of(0), vn, 1.0f, 1.0f);
+      store_tile_t(vt_hi, vt_lo, TW, 16 * mt, c_of(0), vn, ed_s[i0], ed_s[i0 + 8]);
     }
     __syncthreads();
 
     // O += Pm Vn, to the output.
     {
-      const float4 o4 = ld4(O_s + i * kBV + c4);
-      float o[4] = {o4.x, o4.y, o4.z, o4.w};
-#pragma unroll 2
-      for (int j = 0; j <= i; j += 4) {
-        const float4 pm = ld4(Pm_s + i * MP + j);
-        fma4(o, pm.x, ld4(Vn_s + (j + 0) * kBV + c4));
-        fma4(o, pm.y, ld4(Vn_s + (j + 1) * kBV + c4));
-        fma4(o, pm.z, ld4(Vn_s + (j + 2) * kBV + c4));
-        fma4(o, pm.w, ld4(Vn_s + (j + 3) * kBV + c4));
+      float corr[4] = {};
+      const SplitTile VnB{nt_hi, nt_lo, TW};
+      for (int kb = 0; kb <= mt; ++kb) {
+        uint32_t ahi[4], alo[4], bhi[2], blo[2];
+        load_a(PmA, 16 * mt, 8 * kb, ahi, alo);
+        load_b(VnB, 8 * nt, 8 * kb, bhi, blo);
+        mma_split(o, corr, ahi, alo, bhi, blo);
       }
-      if (i < L) store4<ACT, VEC>(out_rows.row<Raw>(c0 + i), v0 + c4, V, o);
+      for (int e = 0; e < 4; ++e) {
+        const int i = 16 * mt + g + 8 * (e / 2);
+        if (i < L) Elem<ACT>::store(out_rows.row<Raw>(c0 + i), v0 + c_of(e % 2), o[e] + corr[e]);
+      }
     }
 
     // S <- exp(gc_last) S + K^T (exp(gc_last - gc) Vn) on the warp's two state tiles.
@@ -864,9 +900,9 @@ void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t s
       check_launch("prefill state_mma_kernel");
     };
     if (p.d.K == 64)
-      vec ? run(state_mma_kernel<ACT, ST, true, 64>) : run(state_mma_kernel<ACT, ST, false, 64>);
+      run(state_mma_kernel<ACT, ST, 64>);
     else
-      vec ? run(state_mma_kernel<ACT, ST, true, 128>) : run(state_mma_kernel<ACT, ST, false, 128>);
+      run(state_mma_kernel<ACT, ST, 128>);
     return;
   }
 #endif
