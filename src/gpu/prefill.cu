@@ -61,6 +61,18 @@ __device__ inline void seq_range(const GdnProblem& p, int64_t n, int64_t& start,
   end = end < start ? start : (end > T ? T : end);
 }
 
+// Rows of one head of a [T, heads, dim] view: row(t) = base + t * stride.
+struct TokenRows {
+  char* base;
+  int64_t stride;  // bytes
+  __device__ TokenRows(const HeadView& v, int64_t head)
+      : base(v.at(0, 0, head)), stride(int64_t(dtype_bytes(v.dt)) * v.s0) {}
+  template <class T>
+  __device__ T* row(int64_t t) const {
+    return reinterpret_cast<T*>(base + t * stride);
+  }
+};
+
 __device__ inline float4 ld4(const float* p) { return *reinterpret_cast<const float4*>(p); }
 __device__ inline void st4(float* p, float a, float b, float c, float d) {
   *reinterpret_cast<float4*>(p) = make_float4(a, b, c, d);
@@ -125,6 +137,7 @@ __device__ void stage_qk(const GdnProblem& p, const Work& w, int64_t c0, int L, 
   constexpr int kRowsPer = BT / (NT / 32);
   const int64_t K = p.d.K, KP = row_stride(K), HK = p.d.HK;
   const int lane = threadIdx.x % 32, sg = threadIdx.x / 32;
+  const TokenRows q_rows(p.q, hk), k_rows(p.k, hk);
   for (int64_t i = 4 * lane; i < KP; i += 128) {
     float q[kRowsPer][4], k[kRowsPer][4], qs[kRowsPer], ks[kRowsPer];
 #pragma unroll
@@ -133,8 +146,8 @@ __device__ void stage_qk(const GdnProblem& p, const Work& w, int64_t c0, int L, 
       for (int c = 0; c < 4; ++c) q[u][c] = k[u][c] = 0.0f;
       qs[u] = ks[u] = SCALED ? 0.0f : 1.0f;
       if (r < L) {
-        load4<ACT, VEC>(p.q.at(c0 + r, 0, hk), i, K, q[u]);
-        load4<ACT, VEC>(p.k.at(c0 + r, 0, hk), i, K, k[u]);
+        load4<ACT, VEC>(q_rows.row<char>(c0 + r), i, K, q[u]);
+        load4<ACT, VEC>(k_rows.row<char>(c0 + r), i, K, k[u]);
         if (SCALED) {
           qs[u] = w.norms[((c0 + r) * HK + hk) * 2 + 0];
           ks[u] = w.norms[((c0 + r) * HK + hk) * 2 + 1];
@@ -343,15 +356,29 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_kernel(GdnProblem p, Work w
 
     // A (strictly lower) in shared memory; Pm straight to the workspace (fp32, or for the
     // tensor-core state kernel as split bf16 words: BT/2 hi words, then BT/2 lo words).
-    for (int e = tid; e < BT * BT; e += kThreads) {
-      const int i = e / BT, j = e % BT;
-      const float decay = j <= i ? expf(g_s[i] - g_s[j]) : 0.0f;
-      A[i * MS + j] = j < i ? beta_s[i] * KK[i * MS + j] * decay : 0.0f;
-      if (!MMA && i < L) w.mats[((c0 + i) * HV + h) * 2 * kMaxBT + kMaxBT + j] = QK[i * MS + j] * decay;
+    if (MMA) {
+      for (int e = tid; e < BT * (BT / 2); e += kThreads) {  // column pairs (j, j + 1)
+        const int i = e / (BT / 2), jp = e % (BT / 2);
+        float pm[2];
+        for (int x = 0; x < 2; ++x) {
+          const int j = 2 * jp + x;
+          const float decay = j <= i ? expf(g_s[i] - g_s[j]) : 0.0f;
+          A[i * MS + j] = j < i ? beta_s[i] * KK[i * MS + j] * decay : 0.0f;
+          pm[x] = QK[i * MS + j] * decay;
+        }
+        if (i < L) {
+          uint32_t* row = reinterpret_cast<uint32_t*>(w.mats + ((c0 + i) * HV + h) * 2 * kMaxBT + kMaxBT);
+          split2_bf16(pm[0], pm[1], row[jp], row[BT / 2 + jp]);
+        }
+      }
+    } else {
+      for (int e = tid; e < BT * BT; e += kThreads) {
+        const int i = e / BT, j = e % BT;
+        const float decay = j <= i ? expf(g_s[i] - g_s[j]) : 0.0f;
+        A[i * MS + j] = j < i ? beta_s[i] * KK[i * MS + j] * decay : 0.0f;
+        if (i < L) w.mats[((c0 + i) * HV + h) * 2 * kMaxBT + kMaxBT + j] = QK[i * MS + j] * decay;
+      }
     }
-    if (MMA) store_split_rows<BT>(w.mats, c0, L, HV, h, kMaxBT, [&](int i, int j) {
-      return j <= i ? QK[i * MS + j] * expf(g_s[i] - g_s[j]) : 0.0f;
-    });
     __syncthreads();
 
     // Tb = (I + A)^-1 diag(beta) by forward substitution, one column per LPC lanes, right-looking:
@@ -529,18 +556,6 @@ __global__ void __launch_bounds__(8 * BT) state_kernel(GdnProblem p, Work w, int
     if (j < V) Elem<ST>::store(p.state.at(slot, h, r), j, S_s[e]);
   }
 }
-
-// Rows of one head of a [T, heads, dim] view: row(t) = base + t * stride.
-struct TokenRows {
-  char* base;
-  int64_t stride;  // bytes
-  __device__ TokenRows(const HeadView& v, int64_t head)
-      : base(v.at(0, 0, head)), stride(int64_t(dtype_bytes(v.dt)) * v.s0) {}
-  template <class T>
-  __device__ T* row(int64_t t) const {
-    return reinterpret_cast<T*>(base + t * stride);
-  }
-};
 
 #if GDN_HAVE_MMA
 // ---- 3'. state_kernel on tensor cores (sm_80+; BT = 64, K = 64 or 128, V % 32 == 0) ----
