@@ -219,6 +219,13 @@ class Layer(_Handle):
         self._run(lib.gdn_decode, L.DecodeArgs, L.DECODE_FIELDS, t,
                   lambda n: lib.gdn_decode_workspace_size(self._h, batch, tn, n), workspace, stream)
 
+    def prefill_workspace_size(self, num_tokens, num_seqs):
+        """Bytes of workspace gdn_prefill needs for num_tokens tokens in num_seqs sequences
+        (device memory on a GPU context)."""
+        n = c_size_t()
+        _check(L.lib().gdn_prefill_workspace_size(self._h, num_tokens, num_seqs, byref(n)))
+        return n.value
+
     def prefill(self, workspace=None, stream=None, **t):
         """q, k [T, HK, K]; v [T, HV, V]; gate; state pool; cu_seqlens [N+1]; slot_idx [N];
         has_initial_state [N] (optional); out [T, HV, V]."""

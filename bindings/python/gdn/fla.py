@@ -92,9 +92,11 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, out
             state[...] = initial_state
     slots = _int_tensor(q, list(range(N)))
     has_init = _int_tensor(q, [1 if initial_state is not None else 0] * N)
+    ws_bytes = layer.prefill_workspace_size(B * T, N)
+    ws = _empty_like(q, (ws_bytes,), "uint8") if ws_bytes and qv.device != "cpu" else None
     layer.prefill(q=_flat(q, B, T), k=_flat(k, B, T), v=_flat(v, B, T), g=_flat(g, B, T), beta=_flat(beta, B, T),
                   state=state, cu_seqlens=cu_t, slot_idx=slots, has_initial_state=has_init, out=_flat(o, B, T),
-                  stream=_current_stream(q))
+                  workspace=ws, stream=_current_stream(q))
     return o, (state if output_final_state else None)
 
 
