@@ -40,6 +40,7 @@ __device__ __forceinline__ void load_weights(const ConvProblem& p, int64_t c, in
 }
 template <int32_t ACT, int32_t WT, int32_t ST>
 __global__ void __launch_bounds__(kThreads) conv_update_kernel(ConvProblem p) {
+  pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   const int64_t C = p.d.conv_dim();
   const int W = int(p.d.W);
   const int64_t c = int64_t(blockIdx.y) * kThreads + threadIdx.x, b = blockIdx.x;
@@ -152,6 +153,7 @@ union Pack8 {
 
 template <int32_t ACT>
 __global__ void __launch_bounds__(kThreads) conv_update_vec_kernel(ConvProblem p) {
+  pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   const int64_t C = p.d.conv_dim(), b = blockIdx.x;
   const int64_t c0 = (int64_t(blockIdx.y) * kThreads + threadIdx.x) * kVec;
   if (c0 >= C) return;
@@ -246,21 +248,22 @@ void dispatch_conv(const ConvProblem& p, F&& f) {
 
 }  // namespace
 
-void conv_update(const Device&, const ConvProblem& p, void* stream) {
+void conv_update(const Device& dev, const ConvProblem& p, void* stream) {
   const int64_t C = p.d.conv_dim();
   if (p.num_seqs == 0) return;
+  const gpuStream_t s = gpuStream_t(stream);
   if (vec_update_ok(p)) {
     const dim3 grid(unsigned(p.num_seqs), ceil_div(C, int64_t(kThreads) * kVec));
     if (p.x.dt == GDN_DTYPE_BF16)
-      conv_update_vec_kernel<GDN_DTYPE_BF16><<<grid, kThreads, 0, gpuStream_t(stream)>>>(p);
+      launch_pdl(dev.pdl(), conv_update_vec_kernel<GDN_DTYPE_BF16>, grid, kThreads, 0, s, p);
     else
-      conv_update_vec_kernel<GDN_DTYPE_F16><<<grid, kThreads, 0, gpuStream_t(stream)>>>(p);
+      launch_pdl(dev.pdl(), conv_update_vec_kernel<GDN_DTYPE_F16>, grid, kThreads, 0, s, p);
     check_launch("conv_update_vec_kernel");
     return;
   }
-  dispatch_conv(p, [&](auto a, auto w, auto s) {
-    conv_update_kernel<decltype(a)::value, decltype(w)::value, decltype(s)::value>
-        <<<dim3(unsigned(p.num_seqs), ceil_div(C, kThreads)), kThreads, 0, gpuStream_t(stream)>>>(p);
+  dispatch_conv(p, [&](auto a, auto w, auto st) {
+    launch_pdl(dev.pdl(), conv_update_kernel<decltype(a)::value, decltype(w)::value, decltype(st)::value>,
+               dim3(unsigned(p.num_seqs), ceil_div(C, kThreads)), kThreads, 0, s, p);
     check_launch("conv_update_kernel");
   });
 }

@@ -189,6 +189,7 @@ __device__ __forceinline__ void run_tokens(const GdnProblem& p, TokenSmem<BV>& s
 
 template <int32_t ACT, int32_t ST, int ROWS, int BV>
 __global__ void __launch_bounds__(BV / 4 * kRG) decode_kernel(GdnProblem p, int64_t tiles, bool vec) {
+  pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   constexpr int kCT = BV / 4;
   __shared__ TokenSmem<BV> sm;
   const uint32_t bid = blockIdx.x, nt = uint32_t(tiles), nh = uint32_t(p.d.HV);
@@ -208,6 +209,7 @@ __global__ void __launch_bounds__(BV / 4 * kRG) decode_kernel(GdnProblem p, int6
 // V % BV == 0 and 16-byte aligned state rows.
 template <int32_t ACT, int32_t ST, int ROWS, int BV, int NS>
 __global__ void __launch_bounds__(BV / 4 * kRG) decode_stream_kernel(GdnProblem p, int64_t tiles, int64_t items) {
+  pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   constexpr int kCT = BV / 4, kThreads = kCT * kRG, kRows = ROWS * kRG;
   using T = typename Elem<ST>::T;
   constexpr int kChunk = 16 / int(sizeof(T)), kChunksPerRow = BV / kChunk;
@@ -265,15 +267,15 @@ __global__ void __launch_bounds__(BV / 4 * kRG) decode_stream_kernel(GdnProblem 
 }
 
 template <int32_t ACT, int32_t ST, int BV>
-void launch_bv(const GdnProblem& p, bool vec, gpuStream_t stream) {
+void launch_bv(const Device& dev, const GdnProblem& p, bool vec, gpuStream_t stream) {
   const int64_t tiles = (p.d.V + BV - 1) / BV;
   const unsigned grid = unsigned(p.num_seqs * p.d.HV * tiles), threads = BV / 4 * kRG;
   if (p.d.K <= 4 * kRG)
-    decode_kernel<ACT, ST, 4, BV><<<grid, threads, 0, stream>>>(p, tiles, vec);
+    launch_pdl(dev.pdl(), decode_kernel<ACT, ST, 4, BV>, grid, threads, 0, stream, p, tiles, vec);
   else if (p.d.K <= 8 * kRG)
-    decode_kernel<ACT, ST, 8, BV><<<grid, threads, 0, stream>>>(p, tiles, vec);
+    launch_pdl(dev.pdl(), decode_kernel<ACT, ST, 8, BV>, grid, threads, 0, stream, p, tiles, vec);
   else
-    decode_kernel<ACT, ST, 16, BV><<<grid, threads, 0, stream>>>(p, tiles, vec);
+    launch_pdl(dev.pdl(), decode_kernel<ACT, ST, 16, BV>, grid, threads, 0, stream, p, tiles, vec);
   check_launch("decode_kernel");
 }
 
@@ -288,7 +290,7 @@ void launch_stream(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
   check(gpuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem), "decode occupancy");
   const int64_t tiles = p.d.V / BV, items = p.num_seqs * p.d.HV * tiles;
   const unsigned grid = unsigned(std::min<int64_t>(items, int64_t(std::max(per_sm, 1)) * dev.sm_count));
-  kernel<<<grid, threads, smem, stream>>>(p, tiles, items);
+  launch_pdl(dev.pdl(), kernel, grid, threads, smem, stream, p, tiles, items);
   check_launch("decode_stream_kernel");
 }
 
@@ -317,7 +319,7 @@ void launch(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
       return launch_stream<ACT, ST, 8, 32, 2>(dev, p, stream);
     }
   }
-  launch_bv<ACT, ST, 32>(p, vec, stream);
+  launch_bv<ACT, ST, 32>(dev, p, vec, stream);
 }
 
 }  // namespace

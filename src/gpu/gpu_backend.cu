@@ -68,6 +68,14 @@ class GpuBackend final : public Backend {
 
 }  // namespace
 
+bool gpu::Device::pdl() const {
+#if defined(GDN_WITH_HIP)
+  return false;
+#else
+  return arch >= 90;
+#endif
+}
+
 Backend* make_gpu_backend(int32_t device) {
   int count = 0;
   if (gpuGetDeviceCount(&count) != gpuSuccess || device >= count) {

@@ -13,6 +13,7 @@ struct Device {
   int sm_count;
   size_t max_smem_optin;  // bytes of shared memory a block may opt into
   int arch;               // compute capability major * 10 + minor (NVIDIA); gfx major * 10 + minor (AMD)
+  bool pdl() const;       // programmatic dependent launch (NVIDIA sm_90+)
 };
 
 void conv_update(const Device&, const ConvProblem&, void* stream);

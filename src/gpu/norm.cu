@@ -16,6 +16,7 @@ constexpr int kThreads = 256, kLanes = 32, kGroups = kThreads / kLanes;
 
 template <int32_t ACT, int32_t OUT, bool FP8, int PER>  // PER >= V / 32
 __global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p, int hb) {
+  pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   extern __shared__ float smem[];
   const int64_t V = p.d.V, t = blockIdx.x, h0 = int64_t(blockIdx.y) * hb;
   const int64_t HV = hb;   // heads of this block: h0 .. h0 + hb - 1; indices below are local
@@ -82,6 +83,7 @@ __global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p, int hb) {
 // and strides over all T * HV rows.
 template <int32_t ACT, int32_t OUT, bool FP8, int SPANS>
 __global__ void __launch_bounds__(kThreads) norm_rows_kernel(NormProblem p, uint32_t rows) {
+  pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   constexpr int U = 2, kRowLanes = 16, kPer = 8;
   const int lane = threadIdx.x % kRowLanes;
   const uint32_t worker = (blockIdx.x * kGroups + threadIdx.x / kLanes) * 2 + (threadIdx.x % kLanes) / kRowLanes;
@@ -194,9 +196,9 @@ void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
     const int64_t rows = p.T * p.d.HV;  // < 2^31 (checked above)
     const unsigned grid = unsigned(std::min<int64_t>(ceil_div(rows, kGroups * 2 * 2), int64_t(dev.sm_count) * 8));
     if (p.d.V == 128)
-      norm_rows_kernel<ACT, OUT, FP8, 1><<<grid, kThreads, 0, stream>>>(p, uint32_t(rows));
+      launch_pdl(dev.pdl(), norm_rows_kernel<ACT, OUT, FP8, 1>, grid, kThreads, 0, stream, p, uint32_t(rows));
     else
-      norm_rows_kernel<ACT, OUT, FP8, 2><<<grid, kThreads, 0, stream>>>(p, uint32_t(rows));
+      launch_pdl(dev.pdl(), norm_rows_kernel<ACT, OUT, FP8, 2>, grid, kThreads, 0, stream, p, uint32_t(rows));
     check_launch("norm_rows_kernel");
     return;
   }
@@ -206,7 +208,7 @@ void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
   auto kernel = p.d.V <= 4 * kLanes ? norm_kernel<ACT, OUT, FP8, 4>
                 : p.d.V <= 8 * kLanes ? norm_kernel<ACT, OUT, FP8, 8> : norm_kernel<ACT, OUT, FP8, 32>;
   if (smem > 48 * 1024) check(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "norm smem");
-  kernel<<<dim3(unsigned(p.T), unsigned(p.d.HV / hb)), kThreads, smem, stream>>>(p, hb);
+  launch_pdl(dev.pdl(), kernel, dim3(unsigned(p.T), unsigned(p.d.HV / hb)), kThreads, smem, stream, p, hb);
   check_launch("norm_kernel");
 }
 

@@ -120,4 +120,44 @@ __device__ __forceinline__ float fast_silu(float z) { return z * __fdividef(1.0f
 
 inline unsigned ceil_div(int64_t a, int64_t b) { return unsigned((a + b - 1) / b); }
 
+// Programmatic dependent launch (NVIDIA sm_90): a kernel launched by launch_pdl may start while
+// the previous kernel of the stream is still running, so its launch latency overlaps that
+// kernel's tail. Such a kernel calls pdl_wait() before its first global memory access (it returns
+// once the previous grid has completed and its writes are visible) and pdl_release() to let the
+// next kernel start launching. Both are no-ops elsewhere and in kernels launched normally.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(__HIPCC__)
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_release() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(__HIPCC__)
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+// kernel<<<grid, block, smem, stream>>>(args...), with the programmatic-serialization attribute
+// when `pdl` (the caller passes true only on sm_90+ NVIDIA devices).
+template <class... KArgs, class... Args>
+void launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, gpuStream_t stream,
+                Args... args) {
+#if !defined(__HIPCC__) && !defined(GDN_WITH_HIP)
+  if (pdl) {
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    check(cudaLaunchKernelEx(&cfg, kernel, args...), "kernel launch");
+    return;
+  }
+#endif
+  (void)pdl;
+  kernel<<<grid, block, smem, stream>>>(args...);
+}
+
 }  // namespace gdn::gpu
