@@ -13,6 +13,10 @@
 //     Tb, Pm and gc for each of its value heads, and the q/k norm factors, into the workspace.
 //  3. state_kernel: one block per (sequence, value head, 32-column tile of S) walks its chunks in
 //     order with the K x 32 state tile in shared memory; only the products with S are sequential.
+// On NVIDIA sm_80+ with K = 64 or 128 (and the shared memory for it), chunk_kernel's Gram
+// matrices and all of the state kernel's products run on tensor cores instead (state_mma_kernel,
+// split-bf16 products with fp32 accuracy, see mma.hpp); the fp32-core kernels serve HIP and every
+// other shape. Both paths hold the same tests (float64 oracle, token-by-token decode).
 #include "launch.hpp"
 #include "mma.hpp"
 #include "portability.hpp"
