@@ -54,6 +54,12 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const uint32_t* ro
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(a));
 }
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const uint32_t* row) {
+  const unsigned a = unsigned(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
 #else
 #define GDN_LDMATRIX 0
 #endif
@@ -86,6 +92,29 @@ __device__ __forceinline__ void load_b(const SplitTile& s, int n0, int w0, uint3
   const int o = (n0 + g) * s.stride + w0 + t;
   hi[0] = s.hi[o], hi[1] = s.hi[o + 4];
   lo[0] = s.lo[o], lo[1] = s.lo[o + 4];
+#endif
+}
+
+// A fragments (hi, lo) of A = X^T for X stored row-major ([j][m], words along m): A rows (m)
+// m0 .. m0 + 15, contraction (j) j0 .. j0 + 15 (ldmatrix .trans: no transposed copy needed).
+__device__ __forceinline__ void load_a_trans(const SplitTile& s, int m0, int j0, uint32_t (&hi)[4],
+                                             uint32_t (&lo)[4]) {
+  const int lane = threadIdx.x % 32;
+#if GDN_LDMATRIX
+  const int mat = lane / 8;  // a0: (m0, j0), a1: (m0 + 8, j0), a2: (m0, j0 + 8), a3: (m0 + 8, j0 + 8)
+  const int o = (j0 + lane % 8 + 8 * (mat / 2)) * s.stride + m0 / 2 + 4 * (mat % 2);
+  ldmatrix_x4_trans(hi, s.hi + o);
+  ldmatrix_x4_trans(lo, s.lo + o);
+#else
+  const int g = lane / 4, t = lane % 4;
+  auto half = [&](const uint32_t* w, int j, int m) {  // element (j, m) of X
+    return (w[j * s.stride + m / 2] >> (16 * (m % 2))) & 0xffffu;
+  };
+  for (int r = 0; r < 4; ++r) {
+    const int m = m0 + g + 8 * (r % 2), j = j0 + 2 * t + 8 * (r / 2);
+    hi[r] = half(s.hi, j, m) | (half(s.hi, j + 1, m) << 16);
+    lo[r] = half(s.lo, j, m) | (half(s.lo, j + 1, m) << 16);
+  }
 #endif
 }
 

@@ -572,7 +572,7 @@ constexpr int kMmaBT = 64, kMmaThreads = 512;
 // Shared memory (32-bit words), act_bytes: the activation element size (raw q, k staging).
 __host__ __device__ inline int64_t mma_smem_words(int64_t K, int64_t act_bytes) {
   const int64_t RW = K / 2 + 4, TW = kMmaBT / 2 + 4, MP = kMmaBT + 4;
-  return 4 * kMmaBT * RW + 2 * K * TW + 2 * kBV * RW + 2 * kMmaBT * MP + 6 * kBV * TW + 4 * kMmaBT +
+  return 4 * kMmaBT * RW + 2 * kBV * RW + 2 * kMmaBT * MP + 6 * kBV * TW + 4 * kMmaBT +
          2 * kMmaBT * K * act_bytes / 4;
 }
 
@@ -604,9 +604,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
   uint32_t* qa_lo = qa_hi + BT * RW;
   uint32_t* ka_hi = qa_lo + BT * RW;                     // [BT][RW]  k rows
   uint32_t* ka_lo = ka_hi + BT * RW;
-  uint32_t* kt_hi = ka_lo + BT * RW;                     // [K][TW]   k^T, words along tokens
-  uint32_t* kt_lo = kt_hi + K * TW;
-  uint32_t* st_hi = kt_lo + K * TW;                      // [kBV][RW] S^T, words along k
+  uint32_t* st_hi = ka_lo + BT * RW;                     // [kBV][RW] S^T, words along k
   uint32_t* st_lo = st_hi + kBV * RW;
   float* Tb_s = reinterpret_cast<float*>(st_lo + kBV * RW);  // [BT][MP]  split words: BT/2 hi, BT/2 lo
   float* Pm_s = Tb_s + BT * MP;                               // [BT][MP]  split words
@@ -717,11 +715,12 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
       kf_s[tid] = nx_kf;
     }
     prefetch_scalars(c0 + BT);
-    // This thread's v entries for R (rows 16 mt + g (+ 8), columns c_of(0 / 1)), early.
-    float v_in[4];
+    // This thread's v entries for R (rows 16 mt + g (+ 8), columns c_of(0 / 1)), loaded early
+    // and kept raw: converted where R is formed, so the load latency overlaps the work between.
+    Raw v_in[4];
     for (int e = 0; e < 4; ++e) {
       const int i = 16 * (warp / 4) + g + 8 * (e / 2);
-      v_in[e] = i < L ? Elem<ACT>::load(v_rows.row<Raw>(c0 + i), v0 + c_of(e % 2)) : 0.0f;
+      v_in[e] = i < L ? v_rows.row<Raw>(c0 + i)[v0 + c_of(e % 2)] : Raw(0);
     }
     async_wait<1>();  // the raw rows (all groups but the newest, Tb / Pm)
     __syncthreads();
@@ -748,19 +747,6 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     if (c0 + BT < end) prefetch_rows(c0 + BT);  // raw buffers free again
     else async_commit();                         // an empty group keeps the wait counts uniform
 
-    // k^T from k: 2 x 2 element blocks (token pair jp, k pair mp); lanes span 8 jp x 4 mp so that
-    // both the reads and the writes spread over the banks.
-    for (int e = tid; e < (BT / 2) * (K / 2); e += NT) {
-      const int b = e / 32, jp = 8 * (b % 4) + e % 8, mp = 4 * (b / 4) + (e / 8) % 4;
-      for (int half = 0; half < 2; ++half) {
-        const uint32_t* src = half ? ka_lo : ka_hi;
-        uint32_t* dst = half ? kt_lo : kt_hi;
-        const uint32_t a = src[(2 * jp) * RW + mp], c = src[(2 * jp + 1) * RW + mp];
-        dst[(2 * mp) * TW + jp] = __byte_perm(a, c, 0x5410);
-        dst[(2 * mp + 1) * TW + jp] = __byte_perm(a, c, 0x7632);
-      }
-    }
-
     // K S and Q S (warp tile rows 16 mt, columns 8 nt); R = V - exp(gc) K S (to R^T, split);
     // O = exp(gc) Q S stays in registers (same tile).
     const int mt = warp / 4;
@@ -781,7 +767,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
       for (int e = 0; e < 4; ++e) {
         const int i = 16 * mt + g + 8 * (e / 2);
         const float eg = eg_s[i];
-        r[e] = i < L ? v_in[e] - eg * (ks[e] + ks_c[e]) : 0.0f;
+        r[e] = i < L ? Elem<ACT>::load(&v_in[e], 0) - eg * (ks[e] + ks_c[e]) : 0.0f;
         o[e] = eg * (qs[e] + qs_c[e]);
       }
       store_tile_t(rt_hi, rt_lo, TW, 16 * mt, c_of(0), r, 1.0f, 1.0f);
@@ -828,7 +814,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     // S <- exp(gc_last) S + K^T (exp(gc_last - gc) Vn) on the warp's two state tiles.
     {
       const float e_last = eg_s[L - 1];
-      const SplitTile KT{kt_hi, kt_lo, TW}, VB{vt_hi, vt_lo, TW};
+      const SplitTile KA{ka_hi, ka_lo, RW}, VB{vt_hi, vt_lo, TW};
       for (int u = 0; u < 2; ++u) {
         if (16 * (mt0 + u) >= K) continue;
         float corr[4] = {};
@@ -836,7 +822,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
 #pragma unroll
         for (int w0 = 0; w0 < BT / 2; w0 += 8) {
           uint32_t ahi[4], alo[4], bhi[2], blo[2];
-          load_a(KT, 16 * (mt0 + u), w0, ahi, alo);
+          load_a_trans(KA, 16 * (mt0 + u), 2 * w0, ahi, alo);
           load_b(VB, 8 * nt, w0, bhi, blo);
           mma_split(sr[u], corr, ahi, alo, bhi, blo);
         }
@@ -870,7 +856,7 @@ bool rows_vec4(const GdnProblem& p) {
 }
 
 // The tensor-core kernels' conditions: sm_80+, K = 64 or 128 (compile-time shapes), whole 32-column
-// tiles, 16-byte aligned q / k rows, and the shared memory (221 KB at K = 128 with 2-byte
+// tiles, 16-byte aligned q / k rows, and the shared memory (185 KB at K = 128 with 2-byte
 // activations: H100 yes, A100 no).
 #if GDN_HAVE_MMA
 bool use_mma(const Device& dev, const GdnProblem& p) {
