@@ -183,11 +183,7 @@ bool rows_fast_path(const NormProblem& p, bool fp8) {
   if (p.d.V % 128 != 0 || p.d.V > 256) return false;
   if (fp8 && (p.group < 8 || 128 % p.group != 0)) return false;
   if (p.T * p.d.HV >= (int64_t(1) << 31)) return false;
-  for (const HeadView* v : {&p.x, &p.z, &p.out}) {
-    if (reinterpret_cast<uintptr_t>(v->p) % (4 * dtype_bytes(v->dt)) != 0) return false;
-    if (v->s0 % 4 || v->s1 % 4 || v->s_grp % 4 || v->s_in % 4) return false;
-  }
-  return true;
+  return head_rows_aligned(p.x, 4) && head_rows_aligned(p.z, 4) && head_rows_aligned(p.out, 4);
 }
 
 template <int32_t ACT, int32_t OUT, bool FP8>

@@ -77,6 +77,12 @@ struct TokenRows {
   }
 };
 
+// Tokens of the chunk starting at c in a sequence ending at end.
+template <int BT>
+__device__ inline int chunk_len(int64_t c, int64_t end) {
+  return int(end - c < BT ? end - c : BT);
+}
+
 __device__ inline float4 ld4(const float* p) { return *reinterpret_cast<const float4*>(p); }
 __device__ inline void st4(float* p, float a, float b, float c, float d) {
   *reinterpret_cast<float4*>(p) = make_float4(a, b, c, d);
@@ -216,7 +222,7 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_kernel(GdnProblem p, Work w
   int64_t start, end;
   seq_range(p, lo, start, end);
   const int64_t c0 = start + int64_t(chunk - w.offsets[lo]) * BT;
-  const int L = int(end - c0 < BT ? end - c0 : BT);
+  const int L = chunk_len<BT>(c0, end);
 
   // q and k, l2-normalised (q also scaled); the factors go to the workspace for state_kernel.
   stage_qk<ACT, BT, kThreads, VEC, false>(p, w, c0, L, hk, q_s, k_s);
@@ -413,8 +419,45 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_kernel(GdnProblem p, Work w
   }
 }
 
+// Both state kernels: outputs of a sequence without a state slot (PAD / out of range) are zero.
+template <int32_t ACT>
+__device__ void zero_tile_outputs(const GdnProblem& p, int64_t start, int64_t end, int64_t h, int64_t v0) {
+  for (int64_t e = threadIdx.x; e < (end - start) * kBV; e += blockDim.x) {
+    const int64_t t = start + e / kBV, j = v0 + e % kBV;
+    if (j < p.d.V) Elem<ACT>::store(p.out.at(t, 0, h), j, 0.0f);
+  }
+}
+// Both state kernels: the chunk's Tb and Pm rows (workspace rows of one value head, token
+// stride `stride` floats) into Tb_s / Pm_s (row stride BT + 4) by background copies, zero past
+// L; the caller commits and waits.
 template <int BT>
-size_t state_smem_floats(int64_t K) {
+__device__ void copy_chunk_mats(const float* mats, int64_t stride, int64_t c0, int L, float* Tb_s, float* Pm_s) {
+  for (int e = threadIdx.x; e < BT * (BT / 2); e += blockDim.x) {
+    const int r = e / (BT / 2), q4 = e % (BT / 2);  // q4 < BT/4: Tb, else Pm
+    const int which = q4 / (BT / 4), j = 4 * (q4 % (BT / 4));
+    float* dst = (which ? Pm_s : Tb_s) + r * (BT + 4) + j;
+    if (r < L)
+      async_copy16(dst, mats + (c0 + r) * stride + which * kMaxBT + j);
+    else
+      st4(dst, 0.0f, 0.0f, 0.0f, 0.0f);
+  }
+}
+// acc += row[0 .. i] . tile[0 .. i][c4 .. c4 + 3]: a row of a lower-triangular matrix times a
+// [BT][kBV] tile on the fp32 cores.
+__device__ inline void lower_row_times_tile(float (&acc)[4], const float* row, const float* tile, int i, int c4) {
+#pragma unroll 2
+  for (int j = 0; j <= i; j += 4) {
+    const float4 t = ld4(row + j);
+    fma4(acc, t.x, ld4(tile + (j + 0) * kBV + c4));
+    fma4(acc, t.y, ld4(tile + (j + 1) * kBV + c4));
+    fma4(acc, t.z, ld4(tile + (j + 2) * kBV + c4));
+    fma4(acc, t.w, ld4(tile + (j + 3) * kBV + c4));
+  }
+}
+
+template <int BT>
+size_t state_smem_floats
+(int64_t K) {
   const int64_t KP = row_stride(K);
   return size_t(2 * BT * KP + 2 * BT * (BT + 4) + KP * kBV + 2 * BT * kBV + 2 * BT);
 }
@@ -444,13 +487,7 @@ __global__ void __launch_bounds__(8 * BT) state_kernel(GdnProblem p, Work w, int
   int64_t start, end;
   seq_range(p, n, start, end);
   const int64_t slot = load_index(p.slot_idx.at(n, 0), p.slot_idx.dt);
-  if (slot < 0 || slot >= p.state.num_slots) {
-    for (int64_t e = tid; e < (end - start) * kBV; e += NT) {
-      const int64_t t = start + e / kBV, j = v0 + e % kBV;
-      if (j < V) Elem<ACT>::store(p.out.at(t, 0, h), j, 0.0f);
-    }
-    return;
-  }
+  if (slot < 0 || slot >= p.state.num_slots) return zero_tile_outputs<ACT>(p, start, end, h, v0);
   const bool initial = !p.has_initial.present() || p.has_initial.idx(n) != 0;
   for (int64_t e = tid; e < KP * kBV; e += NT) {
     const int64_t i = e / kBV, j = v0 + e % kBV;
@@ -459,18 +496,10 @@ __global__ void __launch_bounds__(8 * BT) state_kernel(GdnProblem p, Work w, int
   const int c4 = 4 * (tid % 8), i = tid / 8;
 
   for (int64_t c0 = start; c0 < end; c0 += BT) {
-    const int L = int(end - c0 < BT ? end - c0 : BT);
+    const int L = chunk_len<BT>(c0, end);
     // Chunk inputs: Tb and Pm rows by background copies (first needed after K S), q and k (raw
     // times the norm factors), decays.
-    for (int e = tid; e < BT * (BT / 2); e += NT) {
-      const int r = e / (BT / 2), q4 = e % (BT / 2);  // q4 < BT/4: Tb, else Pm
-      const int which = q4 / (BT / 4), j = 4 * (q4 % (BT / 4));
-      float* dst = (which ? Pm_s : Tb_s) + r * MP + j;
-      if (r < L)
-        async_copy16(dst, w.mats + ((c0 + r) * HV + h) * 2 * kMaxBT + which * kMaxBT + j);
-      else
-        st4(dst, 0.0f, 0.0f, 0.0f, 0.0f);
-    }
+    copy_chunk_mats<BT>(w.mats + h * 2 * kMaxBT, HV * 2 * kMaxBT, c0, L, Tb_s, Pm_s);
     async_commit();
     stage_qk<ACT, BT, NT, VEC, true>(p, w, c0, L, hk, q_s, k_s);
     if (tid < BT) {
@@ -508,27 +537,13 @@ __global__ void __launch_bounds__(8 * BT) state_kernel(GdnProblem p, Work w, int
     // Vn = Tb R (Tb lower triangular: j <= i).
     {
       float acc[4] = {};
-#pragma unroll 2
-      for (int j = 0; j <= i; j += 4) {
-        const float4 t = ld4(Tb_s + i * MP + j);
-        fma4(acc, t.x, ld4(R_s + (j + 0) * kBV + c4));
-        fma4(acc, t.y, ld4(R_s + (j + 1) * kBV + c4));
-        fma4(acc, t.z, ld4(R_s + (j + 2) * kBV + c4));
-        fma4(acc, t.w, ld4(R_s + (j + 3) * kBV + c4));
-      }
+      lower_row_times_tile(acc, Tb_s + i * MP, R_s, i, c4);
       st4(Vn_s + i * kBV + c4, acc[0], acc[1], acc[2], acc[3]);
     }
     __syncthreads();
 
     // O += Pm Vn, to the output.
-#pragma unroll 2
-    for (int j = 0; j <= i; j += 4) {
-      const float4 t = ld4(Pm_s + i * MP + j);
-      fma4(o, t.x, ld4(Vn_s + (j + 0) * kBV + c4));
-      fma4(o, t.y, ld4(Vn_s + (j + 1) * kBV + c4));
-      fma4(o, t.z, ld4(Vn_s + (j + 2) * kBV + c4));
-      fma4(o, t.w, ld4(Vn_s + (j + 3) * kBV + c4));
-    }
+    lower_row_times_tile(o, Pm_s + i * MP, Vn_s, i, c4);
     if (i < L) store4<ACT, VEC>(p.out.at(c0 + i, 0, h), v0 + c4, V, o);
 
     // S <- exp(gc_last) S + K^T diag(exp(gc_last - gc)) Vn, 2 x 4 blocks of S per thread.
@@ -628,11 +643,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
   int64_t start, end;
   seq_range(p, n, start, end);
   const int64_t slot = load_index(p.slot_idx.at(n, 0), p.slot_idx.dt);
-  if (slot < 0 || slot >= p.state.num_slots) {
-    for (int64_t e = tid; e < (end - start) * kBV; e += NT)
-      Elem<ACT>::store(p.out.at(start + e / kBV, 0, h), v0 + e % kBV, 0.0f);
-    return;
-  }
+  if (slot < 0 || slot >= p.state.num_slots) return zero_tile_outputs<ACT>(p, start, end, h, v0);
   const bool initial = !p.has_initial.present() || p.has_initial.idx(n) != 0;
   // Row bases (token 0) and token strides, so that the chunk loop does no view arithmetic.
   const TokenRows q_rows(p.q, hk), k_rows(p.k, hk), v_rows(p.v, h), out_rows(p.out, h);
@@ -670,7 +681,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
   // per-token values (gc, norm factors) of thread tid's row into registers: one chunk ahead.
   constexpr int kPer16 = 16 / int(sizeof(Raw));
   auto prefetch_rows = [&](int64_t c) {
-    const int Lc = int(end - c < BT ? end - c : BT);
+    const int Lc = chunk_len<BT>(c, end);
     for (int e = tid; e < BT * (K / kPer16); e += NT) {
       const int r = e / (K / kPer16), x = kPer16 * (e % (K / kPer16));
       if (r < Lc) {
@@ -682,7 +693,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
   };
   float nx_gc = 0.0f, nx_last = 0.0f, nx_qf = 0.0f, nx_kf = 0.0f;
   auto prefetch_scalars = [&](int64_t c) {
-    const int Lc = int(end - c < BT ? end - c : BT);
+    const int Lc = chunk_len<BT>(c, end);
     if (tid < BT && c < end) {
       nx_last = gcs[(c + Lc - 1) * HV];
       nx_gc = tid < Lc ? gcs[(c + tid) * HV] : 0.0f;
@@ -694,19 +705,11 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
   prefetch_scalars(start);
 
   for (int64_t c0 = start; c0 < end; c0 += BT) {
-    const int L = int(end - c0 < BT ? end - c0 : BT);
+    const int L = chunk_len<BT>(c0, end);
     // Chunk inputs: Tb and Pm by background copies (awaited before Vn = Tb R); decays and norm
     // factors from the registers prefetched a chunk ago; raw q and k from the copies of a chunk
     // ago, times their factors, split.
-    for (int e = tid; e < BT * (BT / 2); e += NT) {
-      const int r = e / (BT / 2), q4 = e % (BT / 2);
-      const int which = q4 / (BT / 4), j = 4 * (q4 % (BT / 4));
-      float* dst = (which ? Pm_s : Tb_s) + r * MP + j;
-      if (r < L)
-        async_copy16(dst, mats + (c0 + r) * mats_stride + which * kMaxBT + j);
-      else
-        st4(dst, 0.0f, 0.0f, 0.0f, 0.0f);
-    }
+    copy_chunk_mats<BT>(mats, mats_stride, c0, L, Tb_s, Pm_s);
     async_commit();
     if (tid < BT) {
       eg_s[tid] = tid < L ? expf(nx_gc) : 0.0f;
@@ -847,12 +850,8 @@ void set_smem(F kernel, size_t bytes, const char* what) {
 
 // q, k, v and out rows 4-element aligned and K, V multiples of 4 (vector accesses).
 bool rows_vec4(const GdnProblem& p) {
-  if (p.d.K % 4 || p.d.V % 4) return false;
-  for (const HeadView* v : {&p.q, &p.k, &p.v, &p.out}) {
-    if (reinterpret_cast<uintptr_t>(v->p) % (4 * dtype_bytes(v->dt)) != 0) return false;
-    if (v->s0 % 4 || v->s1 % 4 || v->s_grp % 4 || v->s_in % 4) return false;
-  }
-  return true;
+  return p.d.K % 4 == 0 && p.d.V % 4 == 0 && head_rows_aligned(p.q, 4) && head_rows_aligned(p.k, 4) &&
+         head_rows_aligned(p.v, 4) && head_rows_aligned(p.out, 4);
 }
 
 // The tensor-core kernels' conditions: sm_80+, K = 64 or 128 (compile-time shapes), whole 32-column
@@ -861,10 +860,8 @@ bool rows_vec4(const GdnProblem& p) {
 #if GDN_HAVE_MMA
 bool use_mma(const Device& dev, const GdnProblem& p) {
   // Raw q / k rows copied 16 bytes at a time: row starts 16-byte aligned.
-  for (const HeadView* v : {&p.q, &p.k}) {
-    const int64_t n = 16 / dtype_bytes(v->dt);
-    if (reinterpret_cast<uintptr_t>(v->p) % 16 != 0 || v->s0 % n || v->s_grp % n || v->s_in % n) return false;
-  }
+  const int64_t per16 = 16 / dtype_bytes(p.q.dt);  // q and k share the activation dtype
+  if (!head_rows_aligned(p.q, per16) || !head_rows_aligned(p.k, per16)) return false;
   return dev.arch >= 80 && (p.d.K == 64 || p.d.K == 128) && p.d.V % kBV == 0 &&
          size_t(mma_smem_words(p.d.K, dtype_bytes(p.q.dt))) * 4 <= dev.max_smem_optin;
 }

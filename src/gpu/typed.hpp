@@ -106,6 +106,13 @@ struct Vec4 {
   }
 };
 
+// Every head row of v starts on a multiple of n elements (base pointer and all strides), as
+// n-element vector accesses need.
+inline bool head_rows_aligned(const HeadView& v, int64_t n) {
+  return reinterpret_cast<uintptr_t>(v.p) % (n * dtype_bytes(v.dt)) == 0 && v.s0 % n == 0 && v.s1 % n == 0 &&
+         v.s_grp % n == 0 && v.s_in % n == 0;
+}
+
 template <int32_t DT>
 using Tag = std::integral_constant<int32_t, DT>;
 
