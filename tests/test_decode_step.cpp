@@ -165,6 +165,10 @@ const StepParam kStepParams[] = {
     {4, 8, 64, 64, GDN_DTYPE_BF16, GDN_DTYPE_F32, 4, true, true},
     {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 2, true, true},
     {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 12, true, true},  // large enough for GPU streaming
+    // V = 128: the GPU's fused kernel (several items per block at B = 40)
+    {4, 8, 64, 128, GDN_DTYPE_F16, GDN_DTYPE_F32, 7, false, false},
+    {2, 8, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, 20, true, true},
+    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 40, false, false},
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, DecodeStep, ::testing::ValuesIn(kStepParams), step_name);
 

@@ -28,6 +28,14 @@ class Backend {
 
   virtual size_t norm_workspace(const LayerDims&, int64_t tokens) const = 0;
   virtual void norm_gated(const NormProblem&, bool fp8, void* ws, size_t ws_bytes, void* stream) = 0;
+
+  // The decode step (conv update -> decode -> norm) as one fused launch, bit-identical to the three
+  // ops; false when this backend has no fused kernel for these problems (the caller then runs the
+  // three ops).
+  virtual bool fused_decode_step(const ConvProblem&, const GdnProblem&, const NormProblem&, bool /*fp8*/,
+                                 void* /*stream*/) {
+    return false;
+  }
 };
 
 Backend* make_cpu_backend(int32_t num_threads);

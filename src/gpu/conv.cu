@@ -3,41 +3,14 @@
 // parallel over (token chunk, channel), each thread rebuilding its window from x or from the
 // slot's initial state; a second launch then writes every sequence's final window, so no block
 // overwrites a state another block still reads.
+#include "conv_math.hpp"
 #include "launch.hpp"
-#include "portability.hpp"
-#include "typed.hpp"
 
 namespace gdn::gpu {
 namespace {
 
-constexpr int kThreads = 256, kMaxW = 8, kTokensPerThread = 16;
+constexpr int kThreads = 256, kTokensPerThread = 16;
 
-__device__ float act(const ConvProblem& p, float acc) { return p.silu ? silu(acc) : acc; }
-
-// One token through a window of the last W-1 inputs. Every loop runs to kMaxW with a predicate,
-// so w[] and win[] stay in registers (a run-time index would put them in local memory).
-__device__ __forceinline__ float conv_step(const float (&w)[kMaxW], float (&win)[kMaxW], int W, float bias, float x) {
-  float acc = bias;
-#pragma unroll
-  for (int j = 0; j < kMaxW - 1; ++j)
-    if (j < W - 1) acc += w[j] * win[j];
-#pragma unroll
-  for (int j = 0; j < kMaxW; ++j)
-    if (j == W - 1) acc += w[j] * x;
-#pragma unroll
-  for (int j = 0; j < kMaxW - 2; ++j)
-    if (j + 1 < W - 1) win[j] = win[j + 1];
-#pragma unroll
-  for (int j = 0; j < kMaxW - 1; ++j)
-    if (j == W - 2) win[j] = x;
-  return acc;
-}
-
-template <int32_t DT>
-__device__ __forceinline__ void load_weights(const ConvProblem& p, int64_t c, int W, float (&w)[kMaxW]) {
-#pragma unroll
-  for (int j = 0; j < kMaxW; ++j) w[j] = j < W ? Elem<DT>::load(p.weight.at(c, 0), j * p.weight.s_col) : 0.0f;
-}
 template <int32_t ACT, int32_t WT, int32_t ST>
 __global__ void __launch_bounds__(kThreads) conv_update_kernel(ConvProblem p) {
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
@@ -58,7 +31,7 @@ __global__ void __launch_bounds__(kThreads) conv_update_kernel(ConvProblem p) {
   const int64_t col = p.d.conv_column(c);
   for (int64_t t = 0; t < p.tokens_per_seq; ++t) {
     const float x = Elem<ACT>::load(p.x.at(b, t, 0), col);
-    Elem<ACT>::store(p.out.at(b, t, 0), c, act(p, conv_step(w, win, W, bias, x)));
+    Elem<ACT>::store(p.out.at(b, t, 0), c, conv_act(p, conv_step(w, win, W, bias, x)));
   }
 #pragma unroll
   for (int j = 0; j < kMaxW - 1; ++j)
@@ -113,7 +86,7 @@ __global__ void __launch_bounds__(kThreads) conv_prefill_kernel(ConvProblem p, i
       win[j] = j < W - 1 ? input_at<ACT, ST>(p, c, col, t - (W - 1) + j, start, slot, initial) : 0.0f;
     for (; t < end; ++t) {
       const float x = Elem<ACT>::load(p.x.at(0, t, 0), col);
-      Elem<ACT>::store(p.out.at(0, t, 0), c, act(p, conv_step(w, win, W, bias, x)));
+      Elem<ACT>::store(p.out.at(0, t, 0), c, conv_act(p, conv_step(w, win, W, bias, x)));
     }
   }
 }
@@ -196,7 +169,7 @@ __global__ void __launch_bounds__(kThreads) conv_update_vec_kernel(ConvProblem p
         win[e][0] = win[e][1];
         win[e][1] = win[e][2];
         win[e][2] = xv;
-        Elem<ACT>::store(out.h, e, act(p, acc));
+        Elem<ACT>::store(out.h, e, conv_act(p, acc));
       }
     }
     *reinterpret_cast<uint4*>(p.out.at(b, t, c0)) = out.v;

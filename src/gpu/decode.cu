@@ -1,93 +1,15 @@
 // Recurrent gated delta rule on the GPU. One block per (sequence, value head, tile of BV state
 // columns); the K x BV state tile stays in registers across the Tn tokens of the call, so the
-// state is read once and written once. BV/4 column threads (4 columns each) x 16 row groups;
-// column sums go through shared memory, so no warp width is assumed. Large batches go through a persistent streaming kernel
-// (decode_stream_kernel below); small ones through one block per 32-column tile.
+// state is read once and written once (the tile and its token update: decode_tile.hpp). Large
+// batches go through a persistent streaming kernel (decode_stream_kernel below); small ones
+// through one block per 32-column tile.
 #include <algorithm>
 
+#include "decode_tile.hpp"
 #include "launch.hpp"
-#include "portability.hpp"
-#include "typed.hpp"
 
 namespace gdn::gpu {
 namespace {
-
-constexpr int kRG = 16;
-
-template <int32_t ST>
-struct StateIO {
-  using T = typename Elem<ST>::T;
-  // Loads 4 consecutive columns [j, j+4) of a state row (masked past V).
-  static __device__ void load4(const T* row, int64_t j, int64_t V, bool vec, float (&s)[4]) {
-    if (vec && j + 4 <= V) return Vec4<ST>::load(row, j, s);
-    for (int c = 0; c < 4; ++c) s[c] = j + c < V ? Elem<ST>::load(row, j + c) : 0.0f;
-  }
-  static __device__ void store4(T* row, int64_t j, int64_t V, bool vec, const float (&s)[4]) {
-    if (vec && j + 4 <= V) return Vec4<ST>::store(row, j, s);
-    for (int c = 0; c < 4; ++c)
-      if (j + c < V) Elem<ST>::store(row, j + c, s[c]);
-  }
-  // Row `ty` of (slot, h) (this thread's first row; its others follow every kRG rows).
-  static __device__ __forceinline__ T* row0(const GdnProblem& p, int64_t slot, int64_t h, int ty) {
-    return reinterpret_cast<T*>(p.state.p) + slot * p.state.s_slot + h * p.state.s_h + ty * p.state.s_k;
-  }
-  // This thread's rows ty + r * kRG (r < ROWS, rows < K) of the tile at columns [j0, j0 + 4).
-  template <int ROWS>
-  static __device__ void load_tile(const GdnProblem& p, int64_t slot, int64_t h, int ty, int64_t j0, bool vec,
-                                   float (&s)[ROWS][4]) {
-    const T* row = slot >= 0 ? row0(p, slot, h, ty) : nullptr;
-    const int64_t step = kRG * p.state.s_k;
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r, row += step) {
-      if (slot >= 0 && ty + r * kRG < p.d.K)
-        load4(row, j0, p.d.V, vec, s[r]);
-      else
-        s[r][0] = s[r][1] = s[r][2] = s[r][3] = 0.0f;
-    }
-  }
-  template <int ROWS>
-  static __device__ void store_tile(const GdnProblem& p, int64_t slot, int64_t h, int ty, int64_t j0, bool vec,
-                                    const float (&s)[ROWS][4]) {
-    T* row = row0(p, slot, h, ty);
-    const int64_t step = kRG * p.state.s_k;
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r, row += step)
-      if (ty + r * kRG < p.d.K) store4(row, j0, p.d.V, vec, s[r]);
-  }
-};
-
-// Sums each column's partials over the row groups; thread c < BV gets column c's total.
-template <int BV>
-__device__ __forceinline__ float column_sum(float (&red)[kRG][BV], const float (&part)[4], int tx, int ty) {
-#pragma unroll
-  for (int c = 0; c < 4; ++c) red[ty][tx * 4 + c] = part[c];
-  __syncthreads();
-  float acc = 0.0f;
-  if (threadIdx.x < BV) {
-#pragma unroll
-    for (int r = 0; r < kRG; ++r) acc += red[r][threadIdx.x];
-  }
-  return acc;
-}
-
-// Shared memory of the token loop.
-template <int BV>
-struct TokenSmem {
-  static constexpr int kThreads = BV / 4 * kRG;
-  float q[kMaxHeadDim], k[kMaxHeadDim], red[kRG][BV], u[BV], scratch[2 * kThreads / 32], gate[2];
-};
-
-// The slot a sequence's state is read from (-1: none, PAD or out of range).
-__device__ __forceinline__ int64_t read_slot_of(const GdnProblem& p, int64_t b) {
-  int64_t slot = -1;
-  if (!p.per_token_slots) {
-    slot = load_index(p.slot_idx.at(b, 0), p.slot_idx.dt);
-  } else {
-    const int64_t acc = p.num_accepted.present() ? p.num_accepted.idx(b) : 1;
-    if (acc >= 1 && acc <= p.tokens_per_seq) slot = load_index(p.slot_idx.at(b, acc - 1), p.slot_idx.dt);
-  }
-  return slot >= 0 && slot < p.state.num_slots ? slot : -1;
-}
 
 // The Tn tokens of sequence b on the state tile (rows ty + r * kRG, columns j0 .. j0 + 3) held in
 // s; writes the outputs and the updated state.
@@ -143,37 +65,8 @@ __device__ __forceinline__ void run_tokens(const GdnProblem& p, TokenSmem<BV>& s
     }
     const float decay = sm.gate[0], beta = sm.gate[1];
 
-    // kv = S^T k over this thread's rows, then across row groups.
-    float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
-      const int64_t i = ty + r * kRG;
-      const float ki = i < K ? sm.k[i] * k_scale : 0.0f;
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        s[r][c] *= decay;
-        part[c] += s[r][c] * ki;
-      }
-    }
-    const float kv = column_sum(sm.red, part, tx, ty);
-    if (threadIdx.x < kBV) sm.u[threadIdx.x] = beta * (vj - kv);
-    __syncthreads();
-
-    // S += k u^T; o = S^T q.
-    float u[4], o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-    for (int c = 0; c < 4; ++c) u[c] = sm.u[tx * 4 + c];
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
-      const int64_t i = ty + r * kRG;
-      const float ki = i < K ? sm.k[i] * k_scale : 0.0f, qi = i < K ? sm.q[i] * q_scale : 0.0f;
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        s[r][c] += ki * u[c];
-        o[c] += s[r][c] * qi;
-      }
-    }
-    const float acc = column_sum(sm.red, o, tx, ty);
+    const float acc = delta_rule_token<ROWS, BV>(s, sm.red, sm.u, sm.q, sm.k, K, q_scale, k_scale, decay, beta, vj,
+                                                 tx, ty);
     if (threadIdx.x < kBV) {
       const int64_t j = tile * kBV + threadIdx.x;
       if (j < V) Elem<ACT>::store(p.out.at(b, t, h), j, acc);

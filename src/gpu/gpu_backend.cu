@@ -55,6 +55,11 @@ class GpuBackend final : public Backend {
     on_device();
     gpu::norm_gated(dev_, p, fp8, stream);
   }
+  bool fused_decode_step(const ConvProblem& pc, const GdnProblem& pd, const NormProblem& pn, bool fp8,
+                         void* stream) override {
+    on_device();
+    return gpu::decode_step(dev_, pc, pd, pn, fp8, stream);
+  }
 
  private:
   // Kernels go to the context's device whatever device the calling thread has current.

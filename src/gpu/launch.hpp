@@ -23,6 +23,10 @@ size_t prefill_workspace(const Device&, const LayerDims&, int64_t tokens, int64_
 bool prefill_fits(const Device&, int64_t K);  // shared memory for the smallest chunk
 void prefill(const Device&, const GdnProblem&, void* ws, size_t ws_bytes, void* stream);
 void norm_gated(const Device&, const NormProblem&, bool fp8, void* stream);
+bool norm_rows_fast_path(const NormProblem&, bool fp8);  // norm_gated's 16-lane row kernel applies
+// The fused decode step (decode_step.cu) when the kernel takes these shapes; false (nothing
+// launched) otherwise.
+bool decode_step(const Device&, const ConvProblem&, const GdnProblem&, const NormProblem&, bool fp8, void* stream);
 
 // Largest K, V and HV*V the kernels take.
 constexpr int64_t kMaxHeadDim = 256;

@@ -6,8 +6,7 @@
 #include <cfloat>
 
 #include "launch.hpp"
-#include "portability.hpp"
-#include "typed.hpp"
+#include "norm_row.hpp"
 
 namespace gdn::gpu {
 namespace {
@@ -88,7 +87,6 @@ __global__ void __launch_bounds__(kThreads) norm_rows_kernel(NormProblem p, uint
   const int lane = threadIdx.x % kRowLanes;
   const uint32_t worker = (blockIdx.x * kGroups + threadIdx.x / kLanes) * 2 + (threadIdx.x % kLanes) / kRowLanes;
   const uint32_t workers = gridDim.x * kGroups * 2;
-  const int64_t V = p.d.V;
   const uint32_t HV = uint32_t(p.d.HV);
   float w[SPANS][kPer];
 #pragma unroll
@@ -96,7 +94,6 @@ __global__ void __launch_bounds__(kThreads) norm_rows_kernel(NormProblem p, uint
 #pragma unroll
     for (int c = 0; c < kPer; ++c) w[s][c] = p.weight.f(s * 128 + lane * kPer + c);
   const float fmax = FP8 ? fp8_max(OUT) : 0.0f;
-  const int gs = int(p.group);
   // Rows are visited in the same order by both halves of a subgroup, so the loop trip count is
   // uniform over the subgroup (shuffles need all 32 lanes); a half past the end computes on zeros.
   const uint32_t pairs = (rows + 1) / 2 * 2;
@@ -128,39 +125,8 @@ __global__ void __launch_bounds__(kThreads) norm_rows_kernel(NormProblem p, uint
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const uint32_t r = r0 + u * workers;
-      float ss = 0.0f;
-#pragma unroll
-      for (int s = 0; s < SPANS; ++s)
-#pragma unroll
-        for (int c = 0; c < kPer; ++c) ss += xs[u][s][c] * xs[u][s][c];
-      for (int m = kRowLanes / 2; m > 0; m >>= 1) ss += shfl_xor32(ss, m);
-      const float inv = rsqrtf(ss / float(V) + p.eps);
       const uint32_t t = r / HV, h = r - t * HV;
-      char* out = r < rows ? p.out.at(t, 0, h) : nullptr;
-#pragma unroll
-      for (int s = 0; s < SPANS; ++s) {
-        float y[kPer];
-#pragma unroll
-        for (int c = 0; c < kPer; ++c) y[c] = xs[u][s][c] * inv * w[s][c] * fast_silu(zs[u][s][c]);
-        if constexpr (FP8) {
-          // The group of this lane's 8 columns spans gs / 8 consecutive lanes (gs divides 128).
-          float amax = 0.0f;
-#pragma unroll
-          for (int c = 0; c < kPer; ++c) amax = fmaxf(amax, fabsf(y[c]));
-          for (int m = 1; m < gs / kPer; m <<= 1) amax = fmaxf(amax, shfl_xor32(amax, m));
-          const float scale = fmaxf(amax / fmax, FLT_MIN);
-          const int64_t col = s * 128 + lane * kPer;
-          if (out && col % gs == 0) store_float(p.scales.at(t, (int64_t(h) * V + col) / gs), p.scales.dt, scale);
-#pragma unroll
-          for (int c = 0; c < kPer; ++c) y[c] = y[c] * (1.0f / scale);
-        }
-        if (out)
-#pragma unroll
-          for (int q = 0; q < kPer; q += 4) {
-            const float o[4] = {y[q], y[q + 1], y[q + 2], y[q + 3]};
-            Vec4<OUT>::store(out, s * 128 + lane * kPer + q, o);
-          }
-      }
+      norm_row16<OUT, FP8, SPANS>(p, xs[u], zs[u], w, fmax, lane, t, h, r < rows ? p.out.at(t, 0, h) : nullptr);
     }
   }
 }
@@ -177,18 +143,9 @@ int heads_per_block(const NormProblem& p, bool fp8) {
   return int(hb);
 }
 
-// The fast path's conditions: V = 128 * SPANS (SPANS <= 2), FP8 groups of 8..128 dividing 128,
-// every head row of x, z and out 4-element aligned (vector accesses).
-bool rows_fast_path(const NormProblem& p, bool fp8) {
-  if (p.d.V % 128 != 0 || p.d.V > 256) return false;
-  if (fp8 && (p.group < 8 || 128 % p.group != 0)) return false;
-  if (p.T * p.d.HV >= (int64_t(1) << 31)) return false;
-  return head_rows_aligned(p.x, 4) && head_rows_aligned(p.z, 4) && head_rows_aligned(p.out, 4);
-}
-
 template <int32_t ACT, int32_t OUT, bool FP8>
 void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
-  if (rows_fast_path(p, FP8)) {
+  if (norm_rows_fast_path(p, FP8)) {
     const int64_t rows = p.T * p.d.HV;  // < 2^31 (checked above)
     const unsigned grid = unsigned(std::min<int64_t>(ceil_div(rows, kGroups * 2 * 2), int64_t(dev.sm_count) * 8));
     if (p.d.V == 128)
@@ -209,6 +166,15 @@ void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
 }
 
 }  // namespace
+
+// The fast path's conditions: V = 128 * SPANS (SPANS <= 2), FP8 groups of 8..128 dividing 128,
+// every head row of x, z and out 4-element aligned (vector accesses).
+bool norm_rows_fast_path(const NormProblem& p, bool fp8) {
+  if (p.d.V % 128 != 0 || p.d.V > 256) return false;
+  if (fp8 && (p.group < 8 || 128 % p.group != 0)) return false;
+  if (p.T * p.d.HV >= (int64_t(1) << 31)) return false;
+  return head_rows_aligned(p.x, 4) && head_rows_aligned(p.z, 4) && head_rows_aligned(p.out, 4);
+}
 
 void norm_gated(const Device& dev, const NormProblem& p, bool fp8, void* stream) {
   if (p.T == 0) return;

@@ -160,4 +160,41 @@ void launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_
   kernel<<<grid, block, smem, stream>>>(args...);
 }
 
+#if !defined(__HIPCC__) && !defined(GDN_WITH_HIP)
+// Thread block clusters (NVIDIA sm_90): launch_cluster starts `grid` blocks in clusters of
+// `cluster` consecutive blocks (launch_pdl's attribute too when `pdl`); in the kernel,
+// cluster_sync() is a barrier over the cluster's blocks that also orders their shared-memory
+// writes, and cluster_peer(p, r) the address of p in the shared memory of the cluster's block r.
+#define GDN_HAVE_CLUSTERS 1
+template <class... KArgs, class... Args>
+void launch_cluster(bool pdl, unsigned cluster, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                    gpuStream_t stream, Args... args) {
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = cluster;
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[1].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 2 : 1;
+  check(cudaLaunchKernelEx(&cfg, kernel, args...), "cluster kernel launch");
+}
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ const float* cluster_peer(const float* p, unsigned rank) {
+  uint64_t out;
+  asm volatile("mapa.u64 %0, %1, %2;\n" : "=l"(out) : "l"(reinterpret_cast<uint64_t>(p)), "r"(rank));
+  return reinterpret_cast<const float*>(out);
+}
+#endif
+#endif
+
 }  // namespace gdn::gpu

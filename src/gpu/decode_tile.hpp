@@ -1,0 +1,132 @@
+// The state tile of the recurrent gated delta rule, shared by the decode kernels (decode.cu) and
+// the fused decode step (decode_step.cu): a K x BV tile of state columns held in registers by
+// BV/4 column threads (4 columns each) x kRG row groups, column sums through shared memory (no
+// warp width assumed), and one token's update of it. Every kernel that calls these gets the same
+// summation order, so their results agree bit for bit.
+#pragma once
+
+#include "launch.hpp"
+#include "portability.hpp"
+#include "typed.hpp"
+
+namespace gdn::gpu {
+
+constexpr int kRG = 16;
+
+template <int32_t ST>
+struct StateIO {
+  using T = typename Elem<ST>::T;
+  // Loads 4 consecutive columns [j, j+4) of a state row (masked past V).
+  static __device__ void load4(const T* row, int64_t j, int64_t V, bool vec, float (&s)[4]) {
+    if (vec && j + 4 <= V) return Vec4<ST>::load(row, j, s);
+    for (int c = 0; c < 4; ++c) s[c] = j + c < V ? Elem<ST>::load(row, j + c) : 0.0f;
+  }
+  static __device__ void store4(T* row, int64_t j, int64_t V, bool vec, const float (&s)[4]) {
+    if (vec && j + 4 <= V) return Vec4<ST>::store(row, j, s);
+    for (int c = 0; c < 4; ++c)
+      if (j + c < V) Elem<ST>::store(row, j + c, s[c]);
+  }
+  // Row `ty` of (slot, h) (this thread's first row; its others follow every kRG rows).
+  static __device__ __forceinline__ T* row0(const GdnProblem& p, int64_t slot, int64_t h, int ty) {
+    return reinterpret_cast<T*>(p.state.p) + slot * p.state.s_slot + h * p.state.s_h + ty * p.state.s_k;
+  }
+  // This thread's rows ty + r * kRG (r < ROWS, rows < K) of the tile at columns [j0, j0 + 4).
+  template <int ROWS>
+  static __device__ void load_tile(const GdnProblem& p, int64_t slot, int64_t h, int ty, int64_t j0, bool vec,
+                                   float (&s)[ROWS][4]) {
+    const T* row = slot >= 0 ? row0(p, slot, h, ty) : nullptr;
+    const int64_t step = kRG * p.state.s_k;
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r, row += step) {
+      if (slot >= 0 && ty + r * kRG < p.d.K)
+        load4(row, j0, p.d.V, vec, s[r]);
+      else
+        s[r][0] = s[r][1] = s[r][2] = s[r][3] = 0.0f;
+    }
+  }
+  template <int ROWS>
+  static __device__ void store_tile(const GdnProblem& p, int64_t slot, int64_t h, int ty, int64_t j0, bool vec,
+                                    const float (&s)[ROWS][4]) {
+    T* row = row0(p, slot, h, ty);
+    const int64_t step = kRG * p.state.s_k;
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r, row += step)
+      if (ty + r * kRG < p.d.K) store4(row, j0, p.d.V, vec, s[r]);
+  }
+};
+
+// Sums each column's partials over the row groups; thread c < BV gets column c's total.
+template <int BV>
+__device__ __forceinline__ float column_sum(float (&red)[kRG][BV], const float (&part)[4], int tx, int ty) {
+#pragma unroll
+  for (int c = 0; c < 4; ++c) red[ty][tx * 4 + c] = part[c];
+  __syncthreads();
+  float acc = 0.0f;
+  if (threadIdx.x < BV) {
+#pragma unroll
+    for (int r = 0; r < kRG; ++r) acc += red[r][threadIdx.x];
+  }
+  return acc;
+}
+
+// Shared memory of the token loop.
+template <int BV>
+struct TokenSmem {
+  static constexpr int kThreads = BV / 4 * kRG;
+  float q[kMaxHeadDim], k[kMaxHeadDim], red[kRG][BV], u[BV], scratch[2 * kThreads / 32], gate[2];
+};
+
+// The slot a sequence's state is read from (-1: none, PAD or out of range).
+__device__ __forceinline__ int64_t read_slot_of(const GdnProblem& p, int64_t b) {
+  int64_t slot = -1;
+  if (!p.per_token_slots) {
+    slot = load_index(p.slot_idx.at(b, 0), p.slot_idx.dt);
+  } else {
+    const int64_t acc = p.num_accepted.present() ? p.num_accepted.idx(b) : 1;
+    if (acc >= 1 && acc <= p.tokens_per_seq) slot = load_index(p.slot_idx.at(b, acc - 1), p.slot_idx.dt);
+  }
+  return slot >= 0 && slot < p.state.num_slots ? slot : -1;
+}
+
+// One token on the tile s (rows ty + r * kRG, 4 columns a thread): decay, kv = S^T k, u = beta (v - kv),
+// S += k u^T, o = S^T q. q and k are the token's vectors in shared memory (scaled here by q_scale /
+// k_scale), vj this thread's v column (threads < BV). Returns o of column threadIdx.x (threads
+// < BV). Leaves red and u_s in use: the caller synchronises before they are written again.
+template <int ROWS, int BV>
+__device__ __forceinline__ float delta_rule_token(float (&s)[ROWS][4], float (&red)[kRG][BV], float* u_s,
+                                                  const float* q, const float* k, int64_t K, float q_scale,
+                                                  float k_scale, float decay, float beta, float vj, int tx, int ty) {
+  // kv = S^T k over this thread's rows, then across row groups.
+  float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r) {
+    const int64_t i = ty + r * kRG;
+    const float ki = i < K ? k[i] * k_scale : 0.0f;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      s[r][c] *= decay;
+      part[c] += s[r][c] * ki;
+    }
+  }
+  const float kv = column_sum(red, part, tx, ty);
+  if (threadIdx.x < BV) u_s[threadIdx.x] = beta * (vj - kv);
+  __syncthreads();
+
+  // S += k u^T; o = S^T q.
+  float u[4], o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+  for (int c = 0; c < 4; ++c) u[c] = u_s[tx * 4 + c];
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r) {
+    const int64_t i = ty + r * kRG;
+    const float ki = i < K ? k[i] * k_scale : 0.0f, qi = i < K ? q[i] * q_scale : 0.0f;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      s[r][c] += ki * u[c];
+      o[c] += s[r][c] * qi;
+    }
+  }
+  return column_sum(red, o, tx, ty);
+}
+
+}  // namespace gdn::gpu
