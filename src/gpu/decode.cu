@@ -18,7 +18,7 @@ __device__ __forceinline__ void run_tokens(const GdnProblem& p, TokenSmem<BV>& s
                                            int64_t h, int64_t tile, int64_t read_slot, bool vec) {
   constexpr int kCT = BV / 4, kThreads = kCT * kRG, kBV = BV;
   const int64_t K = p.d.K, V = p.d.V, HV = p.d.HV, Tn = p.tokens_per_seq;
-  const int64_t hk = h / (HV / p.d.HK);
+  const int64_t hk = int32_t(h) / (int32_t(HV) / int32_t(p.d.HK));  // heads < 2^16: 32-bit division
   const int tx = threadIdx.x % kCT, ty = threadIdx.x / kCT;
   const int64_t j0 = tile * kBV + tx * 4;
   if (read_slot < 0) {  // PAD / out of range: zero outputs, no state (uniform over the block)

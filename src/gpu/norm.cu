@@ -147,11 +147,13 @@ template <int32_t ACT, int32_t OUT, bool FP8>
 void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
   if (norm_rows_fast_path(p, FP8)) {
     const int64_t rows = p.T * p.d.HV;  // < 2^31 (checked above)
-    const unsigned grid = unsigned(std::min<int64_t>(ceil_div(rows, kGroups * 2 * 2), int64_t(dev.sm_count) * 8));
-    if (p.d.V == 128)
-      launch_pdl(dev.pdl(), norm_rows_kernel<ACT, OUT, FP8, 1>, grid, kThreads, 0, stream, p, uint32_t(rows));
-    else
-      launch_pdl(dev.pdl(), norm_rows_kernel<ACT, OUT, FP8, 2>, grid, kThreads, 0, stream, p, uint32_t(rows));
+    auto kernel = p.d.V == 128 ? norm_rows_kernel<ACT, OUT, FP8, 1> : norm_rows_kernel<ACT, OUT, FP8, 2>;
+    // One wave of resident blocks (or fewer when the rows run out), striding over the rows.
+    int per_sm = 0;
+    check(gpuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0), "norm occupancy");
+    const unsigned grid =
+        unsigned(std::min<int64_t>(ceil_div(rows, kGroups * 2 * 2), int64_t(std::max(per_sm, 1)) * dev.sm_count));
+    launch_pdl(dev.pdl(), kernel, grid, kThreads, 0, stream, p, uint32_t(rows));
     check_launch("norm_rows_kernel");
     return;
   }
