@@ -349,11 +349,12 @@ __global__ void __launch_bounds__(kCThreads) decode_step_cluster_kernel(ConvProb
     const float acc = delta_rule_token<kRows, kCBV>(s, sm.red, sm.u, sm.q, sm.k, K, q_scale, k_scale, sm.gate[0],
                                                     sm.gate[1], vj, tx, ty);
     if (threadIdx.x < kCBV) o_s[threadIdx.x] = round_to<ACT>(acc);
-    StateIO<ST>::template store_tile<kRows>(pd, slot, h, ty, tile * kCBV + tx * 4, true, s);
   } else if (threadIdx.x < kCBV) {
     o_s[threadIdx.x] = 0.0f;  // PAD / out of range: a zero core output, no state
   }
   cluster_sync();  // every block's outputs are visible and every block has read the conv windows
+  // The state tile after the barrier: its release would otherwise wait for these stores to land.
+  if (slot >= 0) StateIO<ST>::template store_tile<kRows>(pd, slot, h, ty, tile * kCBV + tx * 4, true, s);
 
   if (rank == 0 && conv_ok)
     for (int i = threadIdx.x; i < 2 * K * (W - 1); i += kCThreads) {
@@ -370,7 +371,7 @@ __global__ void __launch_bounds__(kCThreads) decode_step_cluster_kernel(ConvProb
     char* out = mine && lane * 8 / kCBV == tile ? pn.out.at(b, 0, h) : nullptr;
     norm_row16<OUT, FP8, 1>(pn, xs, zs, w, FP8 ? fp8_max(OUT) : 0.0f, lane, uint32_t(b), uint32_t(h), out);
   }
-  cluster_sync();  // no block leaves while another still reads its outputs
+  cluster_sync_relaxed();  // no block leaves while another still reads its outputs
 #endif
 }
 #endif

@@ -163,8 +163,8 @@ void launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_
 #if !defined(__HIPCC__) && !defined(GDN_WITH_HIP)
 // Thread block clusters (NVIDIA sm_90): launch_cluster starts `grid` blocks in clusters of
 // `cluster` consecutive blocks (launch_pdl's attribute too when `pdl`); in the kernel,
-// cluster_sync() is a barrier over the cluster's blocks that also orders their shared-memory
-// writes, and cluster_peer(p, r) the address of p in the shared memory of the cluster's block r.
+// cluster_sync() is a barrier over the cluster's blocks that also orders their memory writes
+// (shared memory included), and cluster_peer(p, r) the address of p in the shared memory of the cluster's block r.
 #define GDN_HAVE_CLUSTERS 1
 template <class... KArgs, class... Args>
 void launch_cluster(bool pdl, unsigned cluster, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
@@ -188,6 +188,11 @@ void launch_cluster(bool pdl, unsigned cluster, void (*kernel)(KArgs...), dim3 g
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+// The barrier alone, no memory ordering (the release above waits for this thread's outstanding
+// global stores too): for "every block is done reading my shared memory" before exit.
+__device__ __forceinline__ void cluster_sync_relaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\nbarrier.cluster.wait.aligned;\n" ::: "memory");
 }
 __device__ __forceinline__ const float* cluster_peer(const float* p, unsigned rank) {
   uint64_t out;
