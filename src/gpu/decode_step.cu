@@ -9,7 +9,8 @@
 // (and quantised) by half-subgroups (norm_row.hpp). The state tiles stream through NS
 // shared-memory stages (cp.async): the next tiles, of this item or of the next, load while the
 // current one is computed; two blocks fit an SM, so one block's conv and norm phases overlap the
-// other's streaming.
+// other's streaming. Small batches on sm_90 take a cluster kernel instead (below), which spreads
+// each item over G x 4 blocks.
 //
 // Every step uses the device functions and the summation order of the separate kernels
 // (conv_math.hpp, decode_tile.hpp, norm_row.hpp) and rounds the intermediate q/k/v and core output
@@ -87,6 +88,23 @@ __device__ __forceinline__ float conv_from_inputs(const ConvProblem& pc, const I
   }
   const float bias = pc.bias.present() ? Elem<ACT>::load(buf + in.bias(), i) : 0.0f;
   return round_to<ACT>(conv_act(pc, conv_step(w, win, in.W, bias, Elem<ACT>::load(buf + in.x(), i))));
+}
+
+// The q and k scales of a token whose q and k (K each) are in sm: p.scale / |q| and 1 / |k| with
+// the l2 norm on (a block sum over NT threads, the decode kernel's order), else p.scale and 1.
+template <int NT, int BV>
+__device__ __forceinline__ void qk_scales(const GdnProblem& p, TokenSmem<BV>& sm, int K, float& q_scale,
+                                          float& k_scale) {
+  q_scale = p.scale, k_scale = 1.0f;
+  if (!p.l2norm) return;
+  float qq = 0.0f, kk = 0.0f;
+  for (int i = threadIdx.x; i < K; i += NT) {
+    qq += sm.q[i] * sm.q[i];
+    kk += sm.k[i] * sm.k[i];
+  }
+  block_sum2(qq, kk, sm.scratch);
+  q_scale *= 1.0f / sqrtf(qq + kL2NormEps);
+  k_scale = 1.0f / sqrtf(kk + kL2NormEps);
 }
 
 template <int32_t ACT, int32_t ST, int32_t OUT, bool FP8>
@@ -193,17 +211,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc
         gate_s[2 * threadIdx.x + 1] = sigmoid(gb);
       }
       __syncthreads();
-      q_scale = pd.scale, k_scale = 1.0f;
-      if (pd.l2norm) {
-        float qq = 0.0f, kk = 0.0f;
-        for (int i = threadIdx.x; i < int(K); i += kThreads) {
-          qq += sm.q[i] * sm.q[i];
-          kk += sm.k[i] * sm.k[i];
-        }
-        block_sum2(qq, kk, sm.scratch);
-        q_scale *= 1.0f / sqrtf(qq + kL2NormEps);
-        k_scale = 1.0f / sqrtf(kk + kL2NormEps);
-      }
+      qk_scales<kThreads>(pd, sm, K, q_scale, k_scale);
     }
 
     const int64_t read_slot = slot_s[stage];
@@ -333,17 +341,8 @@ __global__ void __launch_bounds__(kCThreads) decode_step_cluster_kernel(ConvProb
     sm.gate[1] = sigmoid(gb);
   }
   __syncthreads();
-  float q_scale = pd.scale, k_scale = 1.0f;
-  if (pd.l2norm) {
-    float qq = 0.0f, kk = 0.0f;
-    for (int i = threadIdx.x; i < K; i += kCThreads) {
-      qq += sm.q[i] * sm.q[i];
-      kk += sm.k[i] * sm.k[i];
-    }
-    block_sum2(qq, kk, sm.scratch);
-    q_scale *= 1.0f / sqrtf(qq + kL2NormEps);
-    k_scale = 1.0f / sqrtf(kk + kL2NormEps);
-  }
+  float q_scale, k_scale;
+  qk_scales<kCThreads>(pd, sm, K, q_scale, k_scale);
   if (slot >= 0) {
     const float vj = threadIdx.x < kCBV ? v_s[threadIdx.x] : 0.0f;
     const float acc = delta_rule_token<kRows, kCBV>(s, sm.red, sm.u, sm.q, sm.k, K, q_scale, k_scale, sm.gate[0],
