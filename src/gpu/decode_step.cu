@@ -26,8 +26,9 @@
 namespace gdn::gpu {
 namespace {
 
-// V = 128 columns in kTiles tiles of kBV; K <= kRows * kRG rows; kNS state stages.
+// V = 128 columns in kTiles tiles of kBV; K <= kMaxK = kRows * kRG rows; kNS state stages.
 constexpr int kV = 128, kBV = 64, kTiles = kV / kBV, kCT = kBV / 4, kThreads = kCT * kRG, kNS = 2, kRows = 8;
+constexpr int kMaxK = kRows * kRG;
 // An item's inputs are issued NS - 1 sub-items ahead, so they land in its predecessor: within an
 // item of >= kTiles sub-items, which keeps the double-buffered item inputs below race-free.
 static_assert(kNS - 1 < kTiles, "item inputs would be overwritten before use");
@@ -281,9 +282,9 @@ __global__ void __launch_bounds__(kCThreads) decode_step_cluster_kernel(ConvProb
   const int tx = threadIdx.x % (kCBV / 4), ty = threadIdx.x / (kCBV / 4);
   __shared__ TokenSmem<kCBV> sm;
   __shared__ float v_s[kCBV], o_s[kCBV];
-  __shared__ A qk_win[2 * kMaxHeadDim / 2 * (kMaxW - 1)];  // block 0: new q/k windows [2K][W-1]
-  const ItemInputs in{2 * K + kCBV, W - 1, W, 0};            // conv inputs of q, k and this tile's v
-  __shared__ __align__(16) A inputs[(2 * kMaxHeadDim / 2 + kCBV) * (2 * kMaxW + 1)];
+  __shared__ A qk_win[2 * kMaxK * (kMaxW - 1)];  // block 0: new q/k windows [2K][W-1]
+  const ItemInputs in{2 * K + kCBV, W - 1, W, 0};  // conv inputs of q, k and this tile's v
+  __shared__ __align__(16) A inputs[(2 * kMaxK + kCBV) * (2 * kMaxW + 1)];
 
   // Every load up front: slot, conv inputs (background copies), state tile, gate inputs, this
   // lane's z and norm weights.
@@ -426,7 +427,7 @@ bool decode_step(const Device& dev, const ConvProblem& pc, const GdnProblem& pd,
   const LayerDims& d = pd.d;
   const int32_t act = pd.q.dt;
   // The shapes and dtypes the fused kernel takes; the caller runs the three kernels otherwise.
-  if (d.V != kV || d.K > kRows * kRG || d.HV % d.HK != 0 || d.HV / d.HK > kThreads / 16 || d.W > kMaxW) return false;
+  if (d.V != kV || d.K > kMaxK || d.HV % d.HK != 0 || d.HV / d.HK > kThreads / 16 || d.W > kMaxW) return false;
   if (act != GDN_DTYPE_BF16 && act != GDN_DTYPE_F16) return false;
   if (pc.weight.dt != act || pc.state.dt != act || pc.x.dt != act) return false;
   if (pd.tokens_per_seq != 1 || pd.per_token_slots || !pd.raw_gate || pd.num_seqs * d.HK >= (int64_t(1) << 30))
