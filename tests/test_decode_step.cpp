@@ -169,6 +169,7 @@ const StepParam kStepParams[] = {
     {4, 8, 64, 128, GDN_DTYPE_F16, GDN_DTYPE_F32, 7, false, false},
     {2, 8, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, 20, true, true},
     {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 40, false, false},
+    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 6, true, true},  // one item per block (H100)
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, DecodeStep, ::testing::ValuesIn(kStepParams), step_name);
 

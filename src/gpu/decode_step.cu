@@ -26,12 +26,25 @@
 namespace gdn::gpu {
 namespace {
 
-// V = 128 columns in kTiles tiles of kBV; K <= kMaxK = kRows * kRG rows; kNS state stages.
-constexpr int kV = 128, kBV = 64, kTiles = kV / kBV, kCT = kBV / 4, kThreads = kCT * kRG, kNS = 2, kRows = 8;
+// V = 128 columns in kTiles tiles of kBV; K <= kMaxK = kRows * kRG rows; kNS state stages (up to
+// kMaxNS when every block has a single item).
+constexpr int kV = 128, kBV = 64, kTiles = kV / kBV, kCT = kBV / 4, kThreads = kCT * kRG, kNS = 2, kMaxNS = 4, kRows = 8;
 constexpr int kMaxK = kRows * kRG;
 // An item's inputs are issued NS - 1 sub-items ahead, so they land in its predecessor: within an
-// item of >= kTiles sub-items, which keeps the double-buffered item inputs below race-free.
+// item of >= kTiles sub-items, which keeps the double-buffered item inputs below race-free. More
+// stages (a block's whole item in flight at once) only when each block has a single item.
 static_assert(kNS - 1 < kTiles, "item inputs would be overwritten before use");
+
+// async_wait<n>() for a run-time n < kMaxNS.
+__device__ __forceinline__ void async_wait_upto(int n) {
+  static_assert(kMaxNS == 4, "one case per stage count");
+  switch (n) {
+    case 0: async_wait<0>(); break;
+    case 1: async_wait<1>(); break;
+    case 2: async_wait<2>(); break;
+    default: async_wait<3>(); break;
+  }
+}
 
 template <int32_t DT>
 __device__ __forceinline__ float round_to(float x) {
@@ -110,7 +123,7 @@ __device__ __forceinline__ void qk_scales(const GdnProblem& p, TokenSmem<BV>& sm
 
 template <int32_t ACT, int32_t ST, int32_t OUT, bool FP8>
 __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc, GdnProblem pd, NormProblem pn,
-                                                               int items) {
+                                                                  int items, int ns) {
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   using T = typename Elem<ST>::T;
   constexpr int kChunk = 16 / int(sizeof(T)), kChunksPerRow = kBV / kChunk;
@@ -118,13 +131,13 @@ __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc
   const ItemInputs in{2 * K + G * kV, W - 1, W, G};
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* stages = reinterpret_cast<T*>(smem_raw);                                    // [NS][K][kBV]
-  uint16_t* inputs = reinterpret_cast<uint16_t*>(stages + kNS * K * kBV);         // [2][in.elems()]
+  uint16_t* inputs = reinterpret_cast<uint16_t*>(stages + ns * K * kBV);          // [2][in.elems()]
   float* v_s = reinterpret_cast<float*>(inputs + 2 * in.elems());               // [G][128]
   float* o_s = v_s + G * kV;                                                     // [G][128]
   float* gate_s = o_s + G * kV;                                                  // [G][2]
   __shared__ TokenSmem<kBV> sm;                                                  // q, k, column sums, u
   __shared__ float norm_w[kV];
-  __shared__ int64_t slot_s[kNS];  // state slot of each stage
+  __shared__ int64_t slot_s[kMaxNS];  // state slot of each stage
   __shared__ int64_t raw_s[2];     // slot index of each item input buffer
   const int tx = threadIdx.x % kCT, ty = threadIdx.x / kCT;
   const int stride = int(gridDim.x), per_item = G * kTiles;
@@ -175,7 +188,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc
   };
 
 #pragma unroll
-  for (int n = 0; n < kNS - 1; ++n) issue(n, n);
+  for (int n = 0; n < ns - 1; ++n) issue(n, n);
   float q_scale = pd.scale, k_scale = 1.0f;
   int stage = 0;
   for (int n = 0;; ++n) {
@@ -184,8 +197,8 @@ __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc
     const int g = within / kTiles, tile = within % kTiles, col0 = g * kV + tile * kBV;
     const int b = item / HK, hk = item % HK, h = hk * G + g;
     const uint16_t* buf = inputs + (k & 1) * in.elems();
-    issue(n + kNS - 1, (stage + kNS - 1) % kNS);
-    async_wait<kNS - 1>();
+    issue(n + ns - 1, (stage + ns - 1) % ns);
+    async_wait_upto(ns - 1);
     __syncthreads();
 
     if (within == 0) {
@@ -256,7 +269,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc
                                 mine ? pn.out.at(b, 0, hh) : nullptr);
       }
     }
-    stage = (stage + 1) % kNS;
+    stage = (stage + 1) % ns;
   }
   async_wait<0>();
 }
@@ -376,10 +389,13 @@ __global__ void __launch_bounds__(kCThreads) decode_step_cluster_kernel(ConvProb
 }
 #endif
 
-size_t smem_bytes(const GdnProblem& pd) {
+// The persistent kernel's static shared memory (TokenSmem, norm weights, slots), with slack.
+constexpr size_t kStaticSmem = sizeof(TokenSmem<kBV>) + kV * 4 + 128;
+
+size_t smem_bytes(const GdnProblem& pd, int ns) {
   const int K = int(pd.d.K), G = int(pd.d.HV / pd.d.HK), W = int(pd.d.W);
   const ItemInputs in{2 * K + G * kV, W - 1, W, G};
-  return size_t(kNS * K * kBV * dtype_bytes(pd.state.dt) + 2 * in.elems() * 2 + (G * (2 * kV + 2)) * 4);
+  return size_t(ns * K * kBV * dtype_bytes(pd.state.dt) + 2 * in.elems() * 2 + (G * (2 * kV + 2)) * 4);
 }
 
 template <int32_t ACT, int32_t ST, int32_t OUT, bool FP8>
@@ -397,13 +413,18 @@ void launch(const Device& dev, const ConvProblem& pc, const GdnProblem& pd, cons
   }
 #endif
   auto kernel = decode_step_kernel<ACT, ST, OUT, FP8>;
-  const size_t smem = smem_bytes(pd);
+  const int64_t items = pd.num_seqs * pd.d.HK, per_item = pd.d.HV / pd.d.HK * kTiles;
+  // No more items than SMs: grid == items, one item per block, all its state tiles loading at once
+  // (a single item never reuses the item input buffers, so more than kTiles stages are safe).
+  int ns = kNS;
+  if (items <= dev.sm_count && smem_bytes(pd, kMaxNS) + kStaticSmem <= dev.max_smem_optin)
+    ns = int(std::min<int64_t>(kMaxNS, std::max<int64_t>(per_item, kNS)));
+  const size_t smem = smem_bytes(pd, ns);
   check(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "decode step smem");
   int per_sm = 0;
   check(gpuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem), "decode step occupancy");
-  const int64_t items = pd.num_seqs * pd.d.HK;
   const unsigned grid = unsigned(std::min<int64_t>(items, int64_t(std::max(per_sm, 1)) * dev.sm_count));
-  launch_pdl(dev.pdl(), kernel, grid, kThreads, smem, stream, pc, pd, pn, int(items));
+  launch_pdl(dev.pdl(), kernel, grid, kThreads, smem_bytes(pd, ns), stream, pc, pd, pn, int(items), ns);
   check_launch("decode_step_kernel");
 }
 
@@ -443,7 +464,7 @@ bool decode_step(const Device& dev, const ConvProblem& pc, const GdnProblem& pd,
   if (pc.weight.s_col != 1 || pc.weight.s_row != d.W || !a16(pc.weight.p)) return false;
   if (pc.bias.present() && (pc.bias.dt != act || pc.bias.s != 1 || !a16(pc.bias.p))) return false;
   if (!a16(pc.x.p) || pc.x.s_seq % 8 || !head_rows_aligned(pn.z, 8)) return false;
-  if (smem_bytes(pd) + sizeof(TokenSmem<kBV>) + kV * 4 + 64 > dev.max_smem_optin) return false;
+  if (smem_bytes(pd, kNS) + kStaticSmem > dev.max_smem_optin) return false;
   if (pd.num_seqs == 0) return true;
   const gpuStream_t s = gpuStream_t(stream);
   if (act == GDN_DTYPE_BF16) {
