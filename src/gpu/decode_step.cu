@@ -187,7 +187,6 @@ __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc
     async_commit();
   };
 
-#pragma unroll
   for (int n = 0; n < ns - 1; ++n) issue(n, n);
   float q_scale = pd.scale, k_scale = 1.0f;
   int stage = 0;
