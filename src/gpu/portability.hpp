@@ -135,26 +135,44 @@ __device__ __forceinline__ void pdl_release() {
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
 }
+#if !defined(__HIPCC__) && !defined(GDN_WITH_HIP)
+// cudaLaunchKernelEx with the programmatic-serialization attribute when `pdl` and clusters of
+// `cluster` consecutive blocks when cluster > 1.
+template <class... KArgs, class... Args>
+void launch_ex(bool pdl, unsigned cluster, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+               gpuStream_t stream, Args... args) {
+  cudaLaunchAttribute attr[2];
+  unsigned n = 0;
+  if (cluster > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = cluster;
+    attr[n].val.clusterDim.y = 1;
+    attr[n].val.clusterDim.z = 1;
+    ++n;
+  }
+  if (pdl) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = n;
+  check(cudaLaunchKernelEx(&cfg, kernel, args...), "kernel launch");
+}
+#endif
+
 // kernel<<<grid, block, smem, stream>>>(args...), with the programmatic-serialization attribute
 // when `pdl` (the caller passes true only on sm_90+ NVIDIA devices).
 template <class... KArgs, class... Args>
 void launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, gpuStream_t stream,
                 Args... args) {
 #if !defined(__HIPCC__) && !defined(GDN_WITH_HIP)
-  if (pdl) {
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = stream;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    check(cudaLaunchKernelEx(&cfg, kernel, args...), "kernel launch");
-    return;
-  }
+  if (pdl) return launch_ex(true, 1, kernel, grid, block, smem, stream, args...);
 #endif
   (void)pdl;
   kernel<<<grid, block, smem, stream>>>(args...);
@@ -164,26 +182,13 @@ void launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_
 // Thread block clusters (NVIDIA sm_90): launch_cluster starts `grid` blocks in clusters of
 // `cluster` consecutive blocks (launch_pdl's attribute too when `pdl`); in the kernel,
 // cluster_sync() is a barrier over the cluster's blocks that also orders their memory writes
-// (shared memory included), and cluster_peer(p, r) the address of p in the shared memory of the cluster's block r.
+// (shared memory included), and cluster_peer(p, r) the address of p in the shared memory of the
+// cluster's block r.
 #define GDN_HAVE_CLUSTERS 1
 template <class... KArgs, class... Args>
 void launch_cluster(bool pdl, unsigned cluster, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
                     gpuStream_t stream, Args... args) {
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = cluster;
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 2 : 1;
-  check(cudaLaunchKernelEx(&cfg, kernel, args...), "cluster kernel launch");
+  launch_ex(pdl, cluster, kernel, grid, block, smem, stream, args...);
 }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 __device__ __forceinline__ void cluster_sync() {
