@@ -1,8 +1,9 @@
 // libgdn benchmark: time per op at Qwen3-Next shapes, bytes moved, the floor (bytes over the copy
 // bandwidth measured in the same run) and time/floor; writes JSON with --json FILE.
 // CPU: median wall time per call. CUDA (--backend cuda, in a CUDA build): each measurement
-// captures a CUDA graph of several calls (rotating over state slots, so states stream from
-// memory as in serving) and reports the median of CUDA-event-timed replays over calls per graph.
+// captures a CUDA graph of at least 32 calls (4 for prefill; rotating over state slots, so states
+// stream from memory as in serving) and reports the median of CUDA-event-timed replays over calls
+// per graph.
 //
 //   gdn_bench [--backend cpu|cuda] [--threads N] [--iters N] [--json FILE] [--quick] [--only OP,OP] [--size N]
 #include <gdn.h>
@@ -145,17 +146,19 @@ struct Bench {
   cudaStream_t stream_ = nullptr;
 #endif
 
-  // Time per call of call(i) for i in [0, reps): graphs of reps calls on the GPU, single calls on
-  // the CPU (rotating i too).
-  double time_calls(int reps, const std::function<void(int, void*)>& call) {
+  // Time per call of call(i) for i in [0, reps): on the GPU, graphs of at least min_calls calls
+  // (i rotating over [0, reps)), so that the graph's own launch is spread thin as in an engine's
+  // graph of a whole forward pass; single calls on the CPU (rotating i too).
+  double time_calls(int reps, const std::function<void(int, void*)>& call, int min_calls = 32) {
 #if defined(GDN_BENCH_CUDA)
     if (g_gpu) {
+      const int calls = (std::max(reps, min_calls) + reps - 1) / reps * reps;
       for (int i = 0; i < reps; ++i) call(i, stream_);  // warm-up, eager
       CU(cudaStreamSynchronize(stream_));
       cudaGraph_t graph;
       cudaGraphExec_t exec;
       CU(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
-      for (int i = 0; i < reps; ++i) call(i, stream_);
+      for (int i = 0; i < calls; ++i) call(i % reps, stream_);
       CU(cudaStreamEndCapture(stream_, &graph));
       CU(cudaGraphInstantiate(&exec, graph, 0));
       cudaEvent_t e0, e1;
@@ -170,7 +173,7 @@ struct Bench {
         CU(cudaEventSynchronize(e1));
         float ms = 0;
         CU(cudaEventElapsedTime(&ms, e0, e1));
-        t.push_back(double(ms) * 1e-3 / reps);
+        t.push_back(double(ms) * 1e-3 / calls);
       }
       CU(cudaEventDestroy(e0));
       CU(cudaEventDestroy(e1));
@@ -366,8 +369,8 @@ struct Bench {
     args.cu_seqlens = cub.view(), args.slot_idx = slot.view();
     const int saved = iters;
     iters = std::max(3, iters / 4);
-    const double t =
-        time_calls(1, [&](int, void* stream) { CHECK(gdn_prefill(layer, &args, ws.ptr, ws.bytes, stream)); });
+    auto call = [&](int, void* stream) { CHECK(gdn_prefill(layer, &args, ws.ptr, ws.bytes, stream)); };
+    const double t = time_calls(1, call, 4);
     iters = saved;
     const double bytes = double(q.bytes + k.bytes + v.bytes + a.bytes + b.bytes + out.bytes) + 2.0 * double(state.bytes);
     add("prefill", (N == 1 ? "T=" + std::to_string(T) : std::to_string(N) + "x" + std::to_string(len)), t, bytes);

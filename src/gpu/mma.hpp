@@ -118,6 +118,50 @@ __device__ __forceinline__ void load_a_trans(const SplitTile& s, int m0, int j0,
 #endif
 }
 
+// A fragments of a plain bf16 tile (one value, exact in bf16: raw bf16 activations), same layout
+// and conditions as load_a / load_a_trans.
+__device__ __forceinline__ void load_a1(const uint32_t* w, int stride, int r0, int w0, uint32_t (&a)[4]) {
+  const int lane = threadIdx.x % 32;
+#if GDN_LDMATRIX
+  ldmatrix_x4(a, w + (r0 + lane % 8 + 8 * ((lane / 8) % 2)) * stride + w0 + 4 * (lane / 16));
+#else
+  const int g = lane / 4, t = lane % 4;
+  const int o0 = (r0 + g) * stride + w0 + t, o1 = o0 + 8 * stride;
+  a[0] = w[o0], a[1] = w[o1], a[2] = w[o0 + 4], a[3] = w[o1 + 4];
+#endif
+}
+__device__ __forceinline__ void load_a1_trans(const uint32_t* w, int stride, int m0, int j0, uint32_t (&a)[4]) {
+  const int lane = threadIdx.x % 32;
+#if GDN_LDMATRIX
+  const int mat = lane / 8;
+  ldmatrix_x4_trans(a, w + (j0 + lane % 8 + 8 * (mat / 2)) * stride + m0 / 2 + 4 * (mat % 2));
+#else
+  const int g = lane / 4, t = lane % 4;
+  auto half = [&](int j, int m) { return (w[j * stride + m / 2] >> (16 * (m % 2))) & 0xffffu; };
+  for (int r = 0; r < 4; ++r) {
+    const int m = m0 + g + 8 * (r % 2), j = j0 + 2 * t + 8 * (r / 2);
+    a[r] = half(j, m) | (half(j + 1, m) << 16);
+  }
+#endif
+}
+
+// B fragments of two n-tiles of a plain bf16 B^T (rows n0 .. n0 + 7 -> b0, n0 + 8 .. n0 + 15 ->
+// b1), contraction words w0 .. w0 + 7.
+__device__ __forceinline__ void load_b1_pair(const uint32_t* w, int stride, int n0, int w0, uint32_t (&b0)[2],
+                                             uint32_t (&b1)[2]) {
+  const int lane = threadIdx.x % 32;
+#if GDN_LDMATRIX
+  const int m = lane / 8;  // matrices: (n0, w0), (n0, w0 + 4), (n0 + 8, w0), (n0 + 8, w0 + 4)
+  uint32_t r[4];
+  ldmatrix_x4(r, w + (n0 + lane % 8 + 8 * (m / 2)) * stride + w0 + 4 * (m % 2));
+  b0[0] = r[0], b0[1] = r[1], b1[0] = r[2], b1[1] = r[3];
+#else
+  const int g = lane / 4, t = lane % 4;
+  const int o = (n0 + g) * stride + w0 + t;
+  b0[0] = w[o], b0[1] = w[o + 4], b1[0] = w[o + 8 * stride], b1[1] = w[o + 8 * stride + 4];
+#endif
+}
+
 __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
 #if GDN_HAVE_MMA && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile(
@@ -138,6 +182,13 @@ __device__ __forceinline__ void mma_split(float (&d)[4], float (&corr)[4], const
   mma_bf16(corr, alo, bhi);
   mma_bf16(d, ahi, bhi);
   mma_bf16(corr, ahi, blo);
+}
+
+// d += a b_hi and corr += a b_lo for an exact bf16 A (a_lo = 0): fp32 accuracy in two products.
+__device__ __forceinline__ void mma_mixed(float (&d)[4], float (&corr)[4], const uint32_t (&a)[4],
+                                          const uint32_t (&bhi)[2], const uint32_t (&blo)[2]) {
+  mma_bf16(d, a, bhi);
+  mma_bf16(corr, a, blo);
 }
 
 }  // namespace gdn::gpu

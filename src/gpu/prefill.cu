@@ -184,23 +184,26 @@ __device__ void store_split_rows(float* mats, int64_t c0, int L, int64_t HV, int
   }
 }
 
+// raw: q and k staged as raw bf16 words (the tensor-core Gram matrices of bf16 activations).
 template <int BT>
-size_t chunk_smem_floats(int64_t K) {
-  const size_t qk = size_t(2 * BT * row_stride(K)), solve = size_t(2 * BT * (BT + 1));
-  return (qk > solve ? qk : solve) + 2 * BT * (BT + 1) + 2 * BT;
+size_t chunk_smem_floats(int64_t K, bool raw = false) {
+  const size_t qk = size_t(2 * BT * (raw ? K / 2 + 4 : row_stride(K))), solve = size_t(2 * BT * (BT + 1));
+  return (qk > solve ? qk : solve) + 2 * BT * (BT + 1) + 4 * BT;
 }
 
 // ---- 2. per (chunk, key head): Tb, Pm, gc for each value head of the key head ----
 // KM > 0: the tensor-core Gram matrices, with K = KM at compile time.
+// RAW (KM > 0 and bf16 activations): the Gram matrices of the raw rows (exact bf16 operands, one
+// product each), scaled by the rows' norm factors afterwards.
 template <int32_t ACT, int BT, bool VEC, int KM>
-__global__ void __launch_bounds__(kThreads, 2) chunk_kernel(GdnProblem p, Work w) {
-  constexpr bool MMA = KM > 0;
+__global__ void __launch_bounds__(kThreads, (KM > 0 && ACT == GDN_DTYPE_BF16) ? 3 : 2) chunk_kernel(GdnProblem p, Work w) {
+  constexpr bool MMA = KM > 0, RAW = MMA && ACT == GDN_DTYPE_BF16;
   extern __shared__ float smem[];
-  const int64_t K = MMA ? KM : p.d.K, KP = row_stride(K), HV = p.d.HV, HK = p.d.HK, G = HV / HK;
+  const int64_t K = MMA ? KM : p.d.K, KP = RAW ? K / 2 + 4 : row_stride(K), HV = p.d.HV, HK = p.d.HK, G = HV / HK;
   constexpr int MS = BT + 1;  // matrix row stride
   // q and k live until the Gram matrices are done; A and Tb reuse their space.
   const int64_t qk_floats = 2 * BT * KP > 2 * BT * MS ? 2 * BT * KP : 2 * BT * MS;
-  float* q_s = smem;                  // [BT][KP]
+  float* q_s = smem;                  // [BT][KP]  (RAW: KP words of bf16 pairs)
   float* k_s = q_s + BT * KP;         // [BT][KP]
   float* A = smem;                    // [BT][MS]
   float* Tb = A + BT * MS;            // [BT][MS]
@@ -208,6 +211,8 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_kernel(GdnProblem p, Work w
   float* QK = KK + BT * MS;           // [BT][MS]  q_i . k_j
   float* g_s = QK + BT * MS;          // [BT]
   float* beta_s = g_s + BT;           // [BT]
+  float* qf_s = beta_s + BT;          // [BT]  RAW: the norm factors
+  float* kf_s = qf_s + BT;            // [BT]
   const int tid = threadIdx.x;
 
   // Which sequence and chunk: the last n with offsets[n] <= chunk.
@@ -225,22 +230,54 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_kernel(GdnProblem p, Work w
   const int L = chunk_len<BT>(c0, end);
 
   // q and k, l2-normalised (q also scaled); the factors go to the workspace for state_kernel.
-  stage_qk<ACT, BT, kThreads, VEC, false>(p, w, c0, L, hk, q_s, k_s);
+  if constexpr (RAW) {  // raw rows by 16-byte background copies, zero past L
+    constexpr int kPieces = KM / 8;
+    const TokenRows q_rows(p.q, hk), k_rows(p.k, hk);
+    for (int e = tid; e < BT * kPieces; e += kThreads) {
+      const int r = e / kPieces, x = 8 * (e % kPieces);
+      float* qd = q_s + r * KP + x / 2;
+      float* kd = k_s + r * KP + x / 2;
+      if (r < L) {
+        async_copy16(qd, q_rows.row<uint16_t>(c0 + r) + x);
+        async_copy16(kd, k_rows.row<uint16_t>(c0 + r) + x);
+      } else {
+        st4(qd, 0.0f, 0.0f, 0.0f, 0.0f);
+        st4(kd, 0.0f, 0.0f, 0.0f, 0.0f);
+      }
+    }
+    async_commit();
+    async_wait<0>();
+  } else {
+    stage_qk<ACT, BT, kThreads, VEC, false>(p, w, c0, L, hk, q_s, k_s);
+  }
   __syncthreads();
   {
     const int lane = tid % 32, sg = tid / 32;
-    for (int r = sg; r < L; r += kThreads / 32) {
+    for (int r = sg; r < (RAW ? BT : L); r += kThreads / 32) {
       float qq = 0.0f, kk = 0.0f;
-      for (int64_t i = lane; i < K; i += 32) {
-        qq += q_s[r * KP + i] * q_s[r * KP + i];
-        kk += k_s[r * KP + i] * k_s[r * KP + i];
+      if constexpr (RAW) {
+        const uint32_t* qw = reinterpret_cast<const uint32_t*>(q_s + r * KP);
+        const uint32_t* kw = reinterpret_cast<const uint32_t*>(k_s + r * KP);
+        for (int wp = lane; wp < KM / 2; wp += 32) {
+          const float q0 = bf16_to_f32(uint16_t(qw[wp] & 0xffffu)), q1 = bf16_to_f32(uint16_t(qw[wp] >> 16));
+          const float k0 = bf16_to_f32(uint16_t(kw[wp] & 0xffffu)), k1 = bf16_to_f32(uint16_t(kw[wp] >> 16));
+          qq += q0 * q0 + q1 * q1;
+          kk += k0 * k0 + k1 * k1;
+        }
+      } else {
+        for (int64_t i = lane; i < K; i += 32) {
+          qq += q_s[r * KP + i] * q_s[r * KP + i];
+          kk += k_s[r * KP + i] * k_s[r * KP + i];
+        }
       }
       float qs = p.scale, ks = 1.0f;
       if (p.l2norm) {
         qs *= 1.0f / sqrtf(subgroup32_sum(qq) + kL2NormEps);
         ks = 1.0f / sqrtf(subgroup32_sum(kk) + kL2NormEps);
       }
-      if (MMA) {
+      if (RAW) {
+        if (lane == 0) qf_s[r] = qs, kf_s[r] = ks;
+      } else if (MMA) {
 #if GDN_HAVE_MMA
         // In place, as split bf16: the row slot becomes K/2 words of hi halves, then K/2 of lo.
         constexpr int U = 2;  // K <= 128: K/2 <= 64 words, two a lane
@@ -267,41 +304,62 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_kernel(GdnProblem p, Work w
           k_s[r * KP + i] *= ks;
         }
       }
-      if (lane == 0) {
+      if (lane == 0 && r < L) {
         w.norms[((c0 + r) * HK + hk) * 2 + 0] = qs;
         w.norms[((c0 + r) * HK + hk) * 2 + 1] = ks;
       }
     }
   }
-  __syncthreads();
+  if (!RAW) __syncthreads();  // RAW: the products read the raw rows; the factors are awaited below
 
   // Gram matrices. Tensor cores: warp (mt, nb) takes rows 16 mt .. and the 4 column tiles from
-  // nb (split products, fp32 accuracy; BT = 64, 8 warps).
+  // nb (RAW: exact products of the raw rows, then times the factors; else split products of
+  // the scaled rows, fp32 accuracy; BT = 64, 8 warps).
   if (MMA) {
 #if GDN_HAVE_MMA
     const int warp = tid / 32, mt = warp % 4, nb = 4 * (warp / 4), g = (tid % 32) / 4, t = tid % 4;
     const int kp = int(KP);
-    const SplitTile KA{reinterpret_cast<const uint32_t*>(k_s), reinterpret_cast<const uint32_t*>(k_s) + K / 2, kp};
-    const SplitTile QA{reinterpret_cast<const uint32_t*>(q_s), reinterpret_cast<const uint32_t*>(q_s) + K / 2, kp};
     float kk[4][4] = {}, qk[4][4] = {};
-    for (int w0 = 0; w0 < K / 2; w0 += 8) {
-      uint32_t khi[4], klo[4], qhi[4], qlo[4];
-      load_a(KA, 16 * mt, w0, khi, klo);
-      load_a(QA, 16 * mt, w0, qhi, qlo);
+    if constexpr (RAW) {
+      const uint32_t* kw = reinterpret_cast<const uint32_t*>(k_s);
+      const uint32_t* qw = reinterpret_cast<const uint32_t*>(q_s);
+#pragma unroll 2
+      for (int w0 = 0; w0 < KM / 2; w0 += 8) {
+        uint32_t ka[4], qa[4], b[4][2];
+        load_a1(kw, kp, 16 * mt, w0, ka);
+        load_a1(qw, kp, 16 * mt, w0, qa);
+        load_b1_pair(kw, kp, 8 * nb, w0, b[0], b[1]);
+        load_b1_pair(kw, kp, 8 * nb + 16, w0, b[2], b[3]);
 #pragma unroll
-      for (int v = 0; v < 4; ++v) {
-        uint32_t bhi[2], blo[2];
-        load_b(KA, 8 * (nb + v), w0, bhi, blo);
-        mma_split(kk[v], kk[v], khi, klo, bhi, blo);
-        mma_split(qk[v], qk[v], qhi, qlo, bhi, blo);
+        for (int v = 0; v < 4; ++v) {
+          mma_bf16(kk[v], ka, b[v]);
+          mma_bf16(qk[v], qa, b[v]);
+        }
+      }
+      __syncthreads();  // the norm factors
+    } else {
+      const SplitTile KA{reinterpret_cast<const uint32_t*>(k_s), reinterpret_cast<const uint32_t*>(k_s) + K / 2, kp};
+      const SplitTile QA{reinterpret_cast<const uint32_t*>(q_s), reinterpret_cast<const uint32_t*>(q_s) + K / 2, kp};
+      for (int w0 = 0; w0 < K / 2; w0 += 8) {
+        uint32_t khi[4], klo[4], qhi[4], qlo[4];
+        load_a(KA, 16 * mt, w0, khi, klo);
+        load_a(QA, 16 * mt, w0, qhi, qlo);
+#pragma unroll
+        for (int v = 0; v < 4; ++v) {
+          uint32_t bhi[2], blo[2];
+          load_b(KA, 8 * (nb + v), w0, bhi, blo);
+          mma_split(kk[v], kk[v], khi, klo, bhi, blo);
+          mma_split(qk[v], qk[v], qhi, qlo, bhi, blo);
+        }
       }
     }
 #pragma unroll
     for (int v = 0; v < 4; ++v)
       for (int e = 0; e < 4; ++e) {
-        const int at = (16 * mt + g + 8 * (e / 2)) * MS + 8 * (nb + v) + 2 * t + e % 2;
-        KK[at] = kk[v][e];
-        QK[at] = qk[v][e];
+        const int i = 16 * mt + g + 8 * (e / 2), j = 8 * (nb + v) + 2 * t + e % 2;
+        const float fk = RAW ? kf_s[i] * kf_s[j] : 1.0f, fq = RAW ? qf_s[i] * kf_s[j] : 1.0f;
+        KK[i * MS + j] = fk * kk[v][e];
+        QK[i * MS + j] = fq * qk[v][e];
       }
 #endif
   } else {
@@ -578,17 +636,24 @@ __global__ void __launch_bounds__(8 * BT) state_kernel(GdnProblem p, Work w, int
 
 #if GDN_HAVE_MMA
 // ---- 3'. state_kernel on tensor cores (sm_80+; BT = 64, K = 64 or 128, V % 32 == 0) ----
-// The same steps, with K S, Q S and the state update as split-bf16 mma products (fp32 accuracy,
-// see mma.hpp) and Vn = Tb R, O += Pm Vn on the fp32 cores. 16 warps: warp (mt, nt) owns rows
-// 16 mt .. of K S / Q S and columns 8 nt .. ; in the update it owns the state rows of m-tiles
-// 2 (w / 4) and 2 (w / 4) + 1 (in registers for the whole sequence: `sr`).
+// The same steps with every product on tensor cores: K S, Q S, Vn = Tb R, O += Pm Vn and the
+// state update. Fp32 accuracy from bf16 products (see mma.hpp): with bf16 activations the raw q
+// and k rows are exact bf16 operands (their norm factors are applied to the products' rows:
+// two products, K S and Q S, and the K^T side of the update take the rows straight from the
+// background copies, double-buffered a chunk ahead); other activation types are scaled and split
+// (three products). 16 warps: warp (mt, nt) owns rows 16 mt .. of K S / Q S and columns 8 nt .. ;
+// in the update it owns the state rows of m-tiles 2 (w / 4) and 2 (w / 4) + 1 (in registers for
+// the whole sequence: `sr`).
 constexpr int kMmaBT = 64, kMmaThreads = 512;
 
-// Shared memory (32-bit words), act_bytes: the activation element size (raw q, k staging).
-__host__ __device__ inline int64_t mma_smem_words(int64_t K, int64_t act_bytes) {
+// q / k operands as raw bf16 rows (no split) for this activation type.
+__host__ __device__ constexpr bool raw_qk(int32_t act) { return act == GDN_DTYPE_BF16; }
+
+// Shared memory (32-bit words) for activation type act.
+inline int64_t mma_smem_words(int64_t K, int32_t act) {
   const int64_t RW = K / 2 + 4, TW = kMmaBT / 2 + 4, MP = kMmaBT + 4;
-  return 4 * kMmaBT * RW + 2 * kBV * RW + 2 * kMmaBT * MP + 6 * kBV * TW + 4 * kMmaBT +
-         2 * kMmaBT * K * act_bytes / 4;
+  const int64_t staging = raw_qk(act) ? 0 : 2 * kMmaBT * K * dtype_bytes(act) / 4;
+  return 4 * kMmaBT * RW + 2 * kBV * RW + 2 * kMmaBT * MP + 6 * kBV * TW + 6 * kMmaBT + staging;
 }
 
 // A 16 x 8 accumulator tile (rows r0 .., columns c .. c + 1 of this lane's fragment, see mma.hpp)
@@ -612,14 +677,14 @@ __device__ inline void store_tile_t(uint32_t* hi, uint32_t* lo, int tw, int r0, 
 template <int32_t ACT, int32_t ST, int KD>
 __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Work w, int64_t tiles) {
   constexpr int BT = kMmaBT, NT = kMmaThreads, MP = BT + 4, TW = BT / 2 + 4;
+  constexpr bool RAW = raw_qk(ACT);
   extern __shared__ float smem[];
   constexpr int K = KD, RW = K / 2 + 4;
   const int64_t HV = p.d.HV, HK = p.d.HK;
-  uint32_t* qa_hi = reinterpret_cast<uint32_t*>(smem);  // [BT][RW]  q rows, words along k
-  uint32_t* qa_lo = qa_hi + BT * RW;
-  uint32_t* ka_hi = qa_lo + BT * RW;                     // [BT][RW]  k rows
-  uint32_t* ka_lo = ka_hi + BT * RW;
-  uint32_t* st_hi = ka_lo + BT * RW;                     // [kBV][RW] S^T, words along k
+  // q / k operand tiles [BT][RW] (words along k): RAW: q and k of two chunks (buffers 0 / 1);
+  // else the split hi / lo halves of the chunk's scaled q and k.
+  uint32_t* qk_w = reinterpret_cast<uint32_t*>(smem);    // 4 tiles of [BT][RW]
+  uint32_t* st_hi = qk_w + 4 * BT * RW;                  // [kBV][RW] S^T, words along k
   uint32_t* st_lo = st_hi + kBV * RW;
   float* Tb_s = reinterpret_cast<float*>(st_lo + kBV * RW);  // [BT][MP]  split words: BT/2 hi, BT/2 lo
   float* Pm_s = Tb_s + BT * MP;                               // [BT][MP]  split words
@@ -629,13 +694,17 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
   uint32_t* nt_lo = nt_hi + kBV * TW;
   uint32_t* vt_hi = nt_lo + kBV * TW;                             // [kBV][TW]  (exp(gc_last - gc) Vn)^T
   uint32_t* vt_lo = vt_hi + kBV * TW;
-  float* eg_s = reinterpret_cast<float*>(vt_lo + kBV * TW);  // [BT]
-  float* ed_s = eg_s + BT;                                    // [BT]
-  float* qf_s = ed_s + BT;                                    // [BT]  q norm factors
-  float* kf_s = qf_s + BT;                                    // [BT]  k norm factors
+  // Per-row factors of the chunk: exp(gc); of K S in R; of Q S in O; of Vn in the update; the
+  // q and k norm factors (the split staging's).
+  float* eg_s = reinterpret_cast<float*>(vt_lo + kBV * TW);
+  float* rf_s = eg_s + BT;
+  float* of_s = rf_s + BT;
+  float* uf_s = of_s + BT;
+  float* qf_s = uf_s + BT;
+  float* kf_s = qf_s + BT;
   using Raw = typename Elem<ACT>::T;
-  Raw* qr_s = reinterpret_cast<Raw*>(kf_s + BT);              // [BT][K]  next chunk's raw q
-  Raw* kr_s = qr_s + BT * K;                                  // [BT][K]  raw k
+  Raw* qr_s = reinterpret_cast<Raw*>(kf_s + BT);              // !RAW: [BT][K]  next chunk's raw q
+  Raw* kr_s = qr_s + BT * K;                                  // !RAW: [BT][K]  raw k
 
   const int64_t tile = blockIdx.x % tiles, h = (blockIdx.x / tiles) % HV, n = blockIdx.x / (tiles * HV);
   const int64_t hk = h / (HV / HK), v0 = tile * kBV;
@@ -677,19 +746,51 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     }
   publish_state();
 
-  // Raw q and k rows of the chunk at c0 into qr_s / kr_s (16-byte background copies), and the
+  // Raw q and k rows of the chunk at c (16-byte background copies, zero rows past its end) into
+  // buffer `buf` (RAW: the operand tiles, row stride RW words; else the staging rows), and the
   // per-token values (gc, norm factors) of thread tid's row into registers: one chunk ahead.
-  constexpr int kPer16 = 16 / int(sizeof(Raw));
-  auto prefetch_rows = [&](int64_t c) {
+  // The per-thread part of every copy's addressing is the same each chunk: copy u of this thread
+  // is row r_rows + u * kRowStep, 16-byte piece x_rows (likewise r_mats + u * kMatStep, column
+  // j_mats of Tb or Pm for the Tb / Pm rows).
+  constexpr int kPer16 = 16 / int(sizeof(Raw)), kRowCopies = K / kPer16, kRowStep = NT / kRowCopies;
+  static_assert(NT % kRowCopies == 0 && BT % kRowStep == 0, "row copies tile the block");
+  const int r_rows = tid / kRowCopies, x_rows = kPer16 * (tid % kRowCopies);
+  // (32-bit offsets: a chunk's rows span less than 2 GiB)
+  const int q_off = int(r_rows * q_rows.stride) + x_rows * int(sizeof(Raw));
+  const int k_off = int(r_rows * k_rows.stride) + x_rows * int(sizeof(Raw));
+  auto prefetch_rows = [&](int64_t c, int buf) {
     const int Lc = chunk_len<BT>(c, end);
-    for (int e = tid; e < BT * (K / kPer16); e += NT) {
-      const int r = e / (K / kPer16), x = kPer16 * (e % (K / kPer16));
-      if (r < Lc) {
-        async_copy16(qr_s + r * K + x, q_rows.row<Raw>(c + r) + x);
-        async_copy16(kr_s + r * K + x, k_rows.row<Raw>(c + r) + x);
+    const char* qsrc = static_cast<const char*>(q_rows.base) + c * q_rows.stride + q_off;
+    const char* ksrc = static_cast<const char*>(k_rows.base) + c * k_rows.stride + k_off;
+    Raw* qd = RAW ? reinterpret_cast<Raw*>(qk_w + (2 * buf) * BT * RW + r_rows * RW) + x_rows : qr_s + r_rows * K + x_rows;
+    Raw* kd = RAW ? reinterpret_cast<Raw*>(qk_w + (2 * buf + 1) * BT * RW + r_rows * RW) + x_rows : kr_s + r_rows * K + x_rows;
+    constexpr int kDst = RAW ? kRowStep * 2 * RW : kRowStep * K;  // Raw elements per step
+#pragma unroll
+    for (int u = 0; u < BT / kRowStep; ++u) {
+      if (r_rows + u * kRowStep < Lc) {
+        async_copy16(qd + u * kDst, qsrc + u * kRowStep * q_rows.stride);
+        async_copy16(kd + u * kDst, ksrc + u * kRowStep * k_rows.stride);
+      } else if (RAW) {  // the products read every row: no stale (or never written) words
+        *reinterpret_cast<uint4*>(qd + u * kDst) = make_uint4(0, 0, 0, 0);
+        *reinterpret_cast<uint4*>(kd + u * kDst) = make_uint4(0, 0, 0, 0);
       }
     }
     async_commit();
+  };
+  constexpr int kMatCopies = BT / 2, kMatStep = NT / kMatCopies;  // 16-byte pieces of a Tb + Pm row
+  const int r_mats = tid / kMatCopies, q4 = tid % kMatCopies, j_mats = 4 * (q4 % (BT / 4));
+  const int mats_dst = (q4 < BT / 4 ? 0 : BT * MP) + r_mats * MP + j_mats;  // from Tb_s
+  const int mats_src = int(r_mats * mats_stride) + (q4 < BT / 4 ? 0 : kMaxBT) + j_mats;
+  auto copy_mats = [&](int64_t c, int L) {  // the chunk's Tb and Pm rows, zero past L
+    const float* src = mats + c * mats_stride + mats_src;
+    float* dst = Tb_s + mats_dst;
+#pragma unroll
+    for (int u = 0; u < BT / kMatStep; ++u) {
+      if (r_mats + u * kMatStep < L)
+        async_copy16(dst + u * kMatStep * MP, src + u * kMatStep * mats_stride);
+      else
+        st4(dst + u * kMatStep * MP, 0.0f, 0.0f, 0.0f, 0.0f);
+    }
   };
   float nx_gc = 0.0f, nx_last = 0.0f, nx_qf = 0.0f, nx_kf = 0.0f;
   auto prefetch_scalars = [&](int64_t c) {
@@ -701,19 +802,23 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
       nx_kf = tid < Lc ? norms[(c + tid) * 2 * HK + 1] : 0.0f;
     }
   };
-  if (start < end) prefetch_rows(start);
+  if (start < end) prefetch_rows(start, 0);
   prefetch_scalars(start);
 
-  for (int64_t c0 = start; c0 < end; c0 += BT) {
+  int buf = 0;  // RAW: the operand buffer of this chunk
+  for (int64_t c0 = start; c0 < end; c0 += BT, buf ^= 1) {
     const int L = chunk_len<BT>(c0, end);
     // Chunk inputs: Tb and Pm by background copies (awaited before Vn = Tb R); decays and norm
     // factors from the registers prefetched a chunk ago; raw q and k from the copies of a chunk
-    // ago, times their factors, split.
-    copy_chunk_mats<BT>(mats, mats_stride, c0, L, Tb_s, Pm_s);
+    // ago (RAW: used as they are; else times their factors, split).
+    copy_mats(c0, L);
     async_commit();
     if (tid < BT) {
-      eg_s[tid] = tid < L ? expf(nx_gc) : 0.0f;
-      ed_s[tid] = tid < L ? expf(nx_last - nx_gc) : 0.0f;
+      const float eg = tid < L ? expf(nx_gc) : 0.0f, ed = tid < L ? expf(nx_last - nx_gc) : 0.0f;
+      eg_s[tid] = eg;
+      rf_s[tid] = RAW ? eg * nx_kf : eg;
+      of_s[tid] = RAW ? eg * nx_qf : eg;
+      uf_s[tid] = RAW ? ed * nx_kf : ed;
       qf_s[tid] = nx_qf;
       kf_s[tid] = nx_kf;
     }
@@ -727,28 +832,34 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     }
     async_wait<1>();  // the raw rows (all groups but the newest, Tb / Pm)
     __syncthreads();
-    for (int e = tid; e < BT * (K / 4); e += NT) {
-      const int r = e / (K / 4), x = 4 * (e % (K / 4));
-      float q[4] = {}, k[4] = {};
-      if (r < L) {
-        Vec4<ACT>::load(qr_s + r * K, x, q);
-        Vec4<ACT>::load(kr_s + r * K, x, k);
+    const uint32_t* qa_hi = qk_w + (RAW ? 2 * buf : 0) * BT * RW;  // RAW: the raw q rows
+    const uint32_t* ka_hi = qk_w + (RAW ? 2 * buf + 1 : 2) * BT * RW;
+    const uint32_t* qa_lo = qk_w + 1 * BT * RW;  // !RAW only
+    const uint32_t* ka_lo = qk_w + 3 * BT * RW;
+    if constexpr (!RAW) {
+      for (int e = tid; e < BT * (K / 4); e += NT) {
+        const int r = e / (K / 4), x = 4 * (e % (K / 4));
+        float q[4] = {}, k[4] = {};
+        if (r < L) {
+          Vec4<ACT>::load(qr_s + r * K, x, q);
+          Vec4<ACT>::load(kr_s + r * K, x, k);
+        }
+        const float qf = qf_s[r], kf = kf_s[r];
+        const int at = r * RW + x / 2;
+        uint32_t h0, l0, h1, l1;
+        split2_bf16(qf * q[0], qf * q[1], h0, l0);
+        split2_bf16(qf * q[2], qf * q[3], h1, l1);
+        *reinterpret_cast<uint2*>(qk_w + 0 * BT * RW + at) = make_uint2(h0, h1);
+        *reinterpret_cast<uint2*>(qk_w + 1 * BT * RW + at) = make_uint2(l0, l1);
+        split2_bf16(kf * k[0], kf * k[1], h0, l0);
+        split2_bf16(kf * k[2], kf * k[3], h1, l1);
+        *reinterpret_cast<uint2*>(qk_w + 2 * BT * RW + at) = make_uint2(h0, h1);
+        *reinterpret_cast<uint2*>(qk_w + 3 * BT * RW + at) = make_uint2(l0, l1);
       }
-      const float qf = qf_s[r], kf = kf_s[r];
-      const int at = r * RW + x / 2;
-      uint32_t h0, l0, h1, l1;
-      split2_bf16(qf * q[0], qf * q[1], h0, l0);
-      split2_bf16(qf * q[2], qf * q[3], h1, l1);
-      *reinterpret_cast<uint2*>(qa_hi + at) = make_uint2(h0, h1);
-      *reinterpret_cast<uint2*>(qa_lo + at) = make_uint2(l0, l1);
-      split2_bf16(kf * k[0], kf * k[1], h0, l0);
-      split2_bf16(kf * k[2], kf * k[3], h1, l1);
-      *reinterpret_cast<uint2*>(ka_hi + at) = make_uint2(h0, h1);
-      *reinterpret_cast<uint2*>(ka_lo + at) = make_uint2(l0, l1);
+      __syncthreads();
     }
-    __syncthreads();
-    if (c0 + BT < end) prefetch_rows(c0 + BT);  // raw buffers free again
-    else async_commit();                         // an empty group keeps the wait counts uniform
+    if (c0 + BT < end) prefetch_rows(c0 + BT, buf ^ 1);  // RAW: the other buffer; else staging free again
+    else async_commit();                                // an empty group keeps the wait counts uniform
 
     // K S and Q S (warp tile rows 16 mt, columns 8 nt); R = V - exp(gc) K S (to R^T, split);
     // O = exp(gc) Q S stays in registers (same tile).
@@ -756,30 +867,38 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     float o[4];
     {
       float ks[4] = {}, qs[4] = {}, ks_c[4] = {}, qs_c[4] = {};
-      const SplitTile KA{ka_hi, ka_lo, RW}, QA{qa_hi, qa_lo, RW}, SB{st_hi, st_lo, RW};
+      const SplitTile SB{st_hi, st_lo, RW};
 #pragma unroll 2
       for (int w0 = 0; w0 < K / 2; w0 += 8) {
-        uint32_t khi[4], klo[4], qhi[4], qlo[4], bhi[2], blo[2];
-        load_a(KA, 16 * mt, w0, khi, klo);
-        load_a(QA, 16 * mt, w0, qhi, qlo);
+        uint32_t bhi[2], blo[2];
         load_b(SB, 8 * nt, w0, bhi, blo);
-        mma_split(ks, ks_c, khi, klo, bhi, blo);
-        mma_split(qs, qs_c, qhi, qlo, bhi, blo);
+        if constexpr (RAW) {
+          uint32_t ka[4], qa[4];
+          load_a1(ka_hi, RW, 16 * mt, w0, ka);
+          load_a1(qa_hi, RW, 16 * mt, w0, qa);
+          mma_mixed(ks, ks_c, ka, bhi, blo);
+          mma_mixed(qs, qs_c, qa, bhi, blo);
+        } else {
+          uint32_t khi[4], klo[4], qhi[4], qlo[4];
+          load_a(SplitTile{ka_hi, ka_lo, RW}, 16 * mt, w0, khi, klo);
+          load_a(SplitTile{qa_hi, qa_lo, RW}, 16 * mt, w0, qhi, qlo);
+          mma_split(ks, ks_c, khi, klo, bhi, blo);
+          mma_split(qs, qs_c, qhi, qlo, bhi, blo);
+        }
       }
       float r[4];
       for (int e = 0; e < 4; ++e) {
         const int i = 16 * mt + g + 8 * (e / 2);
-        const float eg = eg_s[i];
-        r[e] = i < L ? Elem<ACT>::load(&v_in[e], 0) - eg * (ks[e] + ks_c[e]) : 0.0f;
-        o[e] = eg * (qs[e] + qs_c[e]);
+        r[e] = i < L ? Elem<ACT>::load(&v_in[e], 0) - rf_s[i] * (ks[e] + ks_c[e]) : 0.0f;
+        o[e] = of_s[i] * (qs[e] + qs_c[e]);
       }
       store_tile_t(rt_hi, rt_lo, TW, 16 * mt, c_of(0), r, 1.0f, 1.0f);
     }
     async_wait<1>();  // Tb / Pm (the newest group is the next chunk's raw rows)
     __syncthreads();
 
-    // Vn = Tb R (Tb lower triangular: 16-row blocks up to the diagonal) to Vn^T and, times
-    // exp(gc_last - gc), to Vd^T (both split).
+    // Vn = Tb R (Tb lower triangular: 16-row blocks up to the diagonal) to Vn^T and, times the
+    // update factor (exp(gc_last - gc), RAW: times the k norm factor), to Vd^T (both split).
     const SplitTile TbA{reinterpret_cast<const uint32_t*>(Tb_s), reinterpret_cast<const uint32_t*>(Tb_s) + BT / 2, MP};
     const SplitTile PmA{reinterpret_cast<const uint32_t*>(Pm_s), reinterpret_cast<const uint32_t*>(Pm_s) + BT / 2, MP};
     {
@@ -794,7 +913,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
       for (int e = 0; e < 4; ++e) vn[e] += corr[e];
       const int i0 = 16 * mt + g;
       store_tile_t(nt_hi, nt_lo, TW, 16 * mt, c_of(0), vn, 1.0f, 1.0f);
-      store_tile_t(vt_hi, vt_lo, TW, 16 * mt, c_of(0), vn, ed_s[i0], ed_s[i0 + 8]);
+      store_tile_t(vt_hi, vt_lo, TW, 16 * mt, c_of(0), vn, uf_s[i0], uf_s[i0 + 8]);
     }
     __syncthreads();
 
@@ -817,17 +936,24 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     // S <- exp(gc_last) S + K^T (exp(gc_last - gc) Vn) on the warp's two state tiles.
     {
       const float e_last = eg_s[L - 1];
-      const SplitTile KA{ka_hi, ka_lo, RW}, VB{vt_hi, vt_lo, TW};
+      const SplitTile VB{vt_hi, vt_lo, TW};
       for (int u = 0; u < 2; ++u) {
         if (16 * (mt0 + u) >= K) continue;
         float corr[4] = {};
         for (int e = 0; e < 4; ++e) sr[u][e] *= e_last;
 #pragma unroll
         for (int w0 = 0; w0 < BT / 2; w0 += 8) {
-          uint32_t ahi[4], alo[4], bhi[2], blo[2];
-          load_a_trans(KA, 16 * (mt0 + u), 2 * w0, ahi, alo);
+          uint32_t bhi[2], blo[2];
           load_b(VB, 8 * nt, w0, bhi, blo);
-          mma_split(sr[u], corr, ahi, alo, bhi, blo);
+          if constexpr (RAW) {
+            uint32_t a[4];
+            load_a1_trans(ka_hi, RW, 16 * (mt0 + u), 2 * w0, a);
+            mma_mixed(sr[u], corr, a, bhi, blo);
+          } else {
+            uint32_t ahi[4], alo[4];
+            load_a_trans(SplitTile{ka_hi, ka_lo, RW}, 16 * (mt0 + u), 2 * w0, ahi, alo);
+            mma_split(sr[u], corr, ahi, alo, bhi, blo);
+          }
         }
         for (int e = 0; e < 4; ++e) sr[u][e] += corr[e];
       }
@@ -863,7 +989,7 @@ bool use_mma(const Device& dev, const GdnProblem& p) {
   const int64_t per16 = 16 / dtype_bytes(p.q.dt);  // q and k share the activation dtype
   if (!head_rows_aligned(p.q, per16) || !head_rows_aligned(p.k, per16)) return false;
   return dev.arch >= 80 && (p.d.K == 64 || p.d.K == 128) && p.d.V % kBV == 0 &&
-         size_t(mma_smem_words(p.d.K, dtype_bytes(p.q.dt))) * 4 <= dev.max_smem_optin;
+         size_t(mma_smem_words(p.d.K, p.q.dt)) * 4 <= dev.max_smem_optin;
 }
 #endif
 
@@ -873,16 +999,21 @@ void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t s
   offsets_kernel<<<1, kThreads, 0, stream>>>(p, BT, w.offsets);
   check_launch("prefill offsets_kernel");
 
+#if GDN_HAVE_MMA
+  const bool mma = BT == kMmaBT && use_mma(dev, p);
+#else
+  const bool mma = false;
+#endif
   const int64_t max_chunks = (p.num_tokens + BT - 1) / BT + p.num_seqs;
   if (max_chunks > 0) {
-    const size_t smem = chunk_smem_floats<BT>(p.d.K) * sizeof(float);
+    const size_t smem = chunk_smem_floats<BT>(p.d.K, mma && raw_qk(ACT)) * sizeof(float);
     auto run = [&](auto kernel) {
       set_smem(kernel, smem, "prefill chunk_kernel smem");
       kernel<<<dim3(unsigned(max_chunks), unsigned(p.d.HK)), kThreads, smem, stream>>>(p, w);
       check_launch("prefill chunk_kernel");
     };
 #if GDN_HAVE_MMA
-    if (BT == kMmaBT && use_mma(dev, p)) {
+    if (mma) {
       p.d.K == 64 ? run(chunk_kernel<ACT, BT, true, 64>) : run(chunk_kernel<ACT, BT, true, 128>);
     } else
 #endif
@@ -894,8 +1025,8 @@ void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t s
 
   const int64_t tiles = (p.d.V + kBV - 1) / kBV;
 #if GDN_HAVE_MMA
-  if (BT == kMmaBT && use_mma(dev, p)) {
-    const size_t smem = size_t(mma_smem_words(p.d.K, dtype_bytes(p.q.dt))) * 4;
+  if (mma) {
+    const size_t smem = size_t(mma_smem_words(p.d.K, p.q.dt)) * 4;
     auto run = [&](auto kernel) {
       set_smem(kernel, smem, "prefill state_mma_kernel smem");
       kernel<<<unsigned(p.num_seqs * p.d.HV * tiles), kMmaThreads, smem, stream>>>(p, w, tiles);
