@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(BV / 4 * kRG) decode_kernel(GdnProblem p, int6
 // every SM keeps its share of HBM bandwidth busy instead of idling between load phases. Needs
 // V % BV == 0 and 16-byte aligned state rows.
 template <int32_t ACT, int32_t ST, int ROWS, int BV, int NS>
-__global__ void __launch_bounds__(BV / 4 * kRG) decode_stream_kernel(GdnProblem p, int64_t tiles, int64_t items) {
+__global__ void __launch_bounds__(BV / 4 * kRG, 3) decode_stream_kernel(GdnProblem p, int64_t tiles, int64_t items) {
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   constexpr int kCT = BV / 4, kThreads = kCT * kRG, kRows = ROWS * kRG;
   using T = typename Elem<ST>::T;

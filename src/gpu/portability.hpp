@@ -120,6 +120,24 @@ __device__ __forceinline__ float fast_silu(float z) { return z * __fdividef(1.0f
 
 inline unsigned ceil_div(int64_t a, int64_t b) { return unsigned((a + b - 1) / b); }
 
+// 16- and 8-byte stores that stream past the caches (evict-first; the recurrent state is written
+// once a step and not read again soon). A distinct instruction on NVIDIA, which also keeps the
+// compiler from splitting them into scalar stores.
+__device__ __forceinline__ void store_stream(float4* p, float4 v) {
+#if defined(__HIPCC__) || defined(GDN_WITH_HIP)
+  *p = v;
+#else
+  __stcs(p, v);
+#endif
+}
+__device__ __forceinline__ void store_stream(uint2* p, uint2 v) {
+#if defined(__HIPCC__) || defined(GDN_WITH_HIP)
+  *p = v;
+#else
+  __stcs(p, v);
+#endif
+}
+
 // Programmatic dependent launch (NVIDIA sm_90): a kernel launched by launch_pdl may start while
 // the previous kernel of the stream is still running, so its launch latency overlaps that
 // kernel's tail. Such a kernel calls pdl_wait() before its first global memory access (it returns
