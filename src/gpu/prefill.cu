@@ -868,7 +868,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     {
       float ks[4] = {}, qs[4] = {}, ks_c[4] = {}, qs_c[4] = {};
       const SplitTile SB{st_hi, st_lo, RW};
-#pragma unroll 2
+#pragma unroll 4
       for (int w0 = 0; w0 < K / 2; w0 += 8) {
         uint32_t bhi[2], blo[2];
         load_b(SB, 8 * nt, w0, bhi, blo);
