@@ -1,7 +1,8 @@
 // Warp-level tensor-core products (NVIDIA sm_80+) with fp32 accuracy from bf16 inputs: each fp32
 // operand is split into hi + lo bf16 (hi = bf16(x), lo = bf16(x - hi): 16 significant bits), and
 // a b ~ a_hi b_hi + a_hi b_lo + a_lo b_hi with fp32 accumulation (relative error ~1e-5 per
-// product instead of ~4e-3 for plain bf16).
+// product instead of ~4e-3 for plain bf16). An operand that is exact in bf16 (raw bf16
+// activations) needs no split: a b ~ a b_hi + a b_lo, two products (load_a1*, mma_mixed).
 //
 // Operands live in shared memory as 32-bit words of two bf16 along the contraction index, with
 // the hi and lo halves in two arrays of the same layout. Fragments are those of

@@ -15,7 +15,8 @@
 //     order with the K x 32 state tile in shared memory; only the products with S are sequential.
 // On NVIDIA sm_80+ with K = 64 or 128 (and the shared memory for it), chunk_kernel's Gram
 // matrices and all of the state kernel's products run on tensor cores instead (state_mma_kernel,
-// split-bf16 products with fp32 accuracy, see mma.hpp); the fp32-core kernels serve HIP and every
+// split-bf16 products with fp32 accuracy, see mma.hpp; bf16 q and k enter as raw rows, exact
+// operands, with their norm factors applied to the products); the fp32-core kernels serve HIP and every
 // other shape. Both paths hold the same tests (float64 oracle, token-by-token decode).
 #include "launch.hpp"
 #include "mma.hpp"
@@ -184,6 +185,9 @@ __device__ void store_split_rows(float* mats, int64_t c0, int L, int64_t HV, int
   }
 }
 
+// Tensor-core kernels: q / k operands as raw bf16 rows (exact, no split) for this activation type.
+__host__ __device__ constexpr bool raw_qk(int32_t act) { return act == GDN_DTYPE_BF16; }
+
 // raw: q and k staged as raw bf16 words (the tensor-core Gram matrices of bf16 activations).
 template <int BT>
 size_t chunk_smem_floats(int64_t K, bool raw = false) {
@@ -196,8 +200,8 @@ size_t chunk_smem_floats(int64_t K, bool raw = false) {
 // RAW (KM > 0 and bf16 activations): the Gram matrices of the raw rows (exact bf16 operands, one
 // product each), scaled by the rows' norm factors afterwards.
 template <int32_t ACT, int BT, bool VEC, int KM>
-__global__ void __launch_bounds__(kThreads, (KM > 0 && ACT == GDN_DTYPE_BF16) ? 3 : 2) chunk_kernel(GdnProblem p, Work w) {
-  constexpr bool MMA = KM > 0, RAW = MMA && ACT == GDN_DTYPE_BF16;
+__global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chunk_kernel(GdnProblem p, Work w) {
+  constexpr bool MMA = KM > 0, RAW = MMA && raw_qk(ACT);
   extern __shared__ float smem[];
   const int64_t K = MMA ? KM : p.d.K, KP = RAW ? K / 2 + 4 : row_stride(K), HV = p.d.HV, HK = p.d.HK, G = HV / HK;
   constexpr int MS = BT + 1;  // matrix row stride
@@ -646,8 +650,6 @@ __global__ void __launch_bounds__(8 * BT) state_kernel(GdnProblem p, Work w, int
 // the whole sequence: `sr`).
 constexpr int kMmaBT = 64, kMmaThreads = 512;
 
-// q / k operands as raw bf16 rows (no split) for this activation type.
-__host__ __device__ constexpr bool raw_qk(int32_t act) { return act == GDN_DTYPE_BF16; }
 
 // Shared memory (32-bit words) for activation type act.
 inline int64_t mma_smem_words(int64_t K, int32_t act) {
