@@ -935,30 +935,36 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
       }
     }
 
-    // S <- exp(gc_last) S + K^T (exp(gc_last - gc) Vn) on the warp's two state tiles.
+    // S <- exp(gc_last) S + K^T (exp(gc_last - gc) Vn) on the warp's two state tiles (one B
+    // fragment load serves both).
     {
       const float e_last = eg_s[L - 1];
       const SplitTile VB{vt_hi, vt_lo, TW};
-      for (int u = 0; u < 2; ++u) {
-        if (16 * (mt0 + u) >= K) continue;
-        float corr[4] = {};
+      float corr[2][4] = {};
+      for (int u = 0; u < 2; ++u)
         for (int e = 0; e < 4; ++e) sr[u][e] *= e_last;
+      if (16 * mt0 < K) {
 #pragma unroll
         for (int w0 = 0; w0 < BT / 2; w0 += 8) {
           uint32_t bhi[2], blo[2];
           load_b(VB, 8 * nt, w0, bhi, blo);
-          if constexpr (RAW) {
-            uint32_t a[4];
-            load_a1_trans(ka_hi, RW, 16 * (mt0 + u), 2 * w0, a);
-            mma_mixed(sr[u], corr, a, bhi, blo);
-          } else {
-            uint32_t ahi[4], alo[4];
-            load_a_trans(SplitTile{ka_hi, ka_lo, RW}, 16 * (mt0 + u), 2 * w0, ahi, alo);
-            mma_split(sr[u], corr, ahi, alo, bhi, blo);
+#pragma unroll
+          for (int u = 0; u < 2; ++u) {
+            if (16 * (mt0 + u) >= K) continue;
+            if constexpr (RAW) {
+              uint32_t a[4];
+              load_a1_trans(ka_hi, RW, 16 * (mt0 + u), 2 * w0, a);
+              mma_mixed(sr[u], corr[u], a, bhi, blo);
+            } else {
+              uint32_t ahi[4], alo[4];
+              load_a_trans(SplitTile{ka_hi, ka_lo, RW}, 16 * (mt0 + u), 2 * w0, ahi, alo);
+              mma_split(sr[u], corr[u], ahi, alo, bhi, blo);
+            }
           }
         }
-        for (int e = 0; e < 4; ++e) sr[u][e] += corr[e];
       }
+      for (int u = 0; u < 2; ++u)
+        for (int e = 0; e < 4; ++e) sr[u][e] += corr[u][e];
       publish_state();
     }
     __syncthreads();
