@@ -99,9 +99,11 @@ __global__ void __launch_bounds__(BV / 4 * kRG) decode_kernel(GdnProblem p, int6
 // (sequence, head, tile) items with a stride; the state tiles of the next NS - 1 items are copied
 // into shared memory asynchronously (cp.async on sm_80+) while the current one is computed, so
 // every SM keeps its share of HBM bandwidth busy instead of idling between load phases. Needs
-// V % BV == 0 and 16-byte aligned state rows.
+// V % BV == 0 and 16-byte aligned state rows. At most 80 registers a thread (768 threads per SM:
+// 3 blocks of 64 columns or 6 of 32; no spills).
 template <int32_t ACT, int32_t ST, int ROWS, int BV, int NS>
-__global__ void __launch_bounds__(BV / 4 * kRG, 3) decode_stream_kernel(GdnProblem p, int64_t tiles, int64_t items) {
+__global__ void __launch_bounds__(BV / 4 * kRG, 768 / (BV / 4 * kRG))
+    decode_stream_kernel(GdnProblem p, int64_t tiles, int64_t items) {
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   constexpr int kCT = BV / 4, kThreads = kCT * kRG, kRows = ROWS * kRG;
   using T = typename Elem<ST>::T;
@@ -196,16 +198,19 @@ void launch(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
            p.state.s_h % n == 0 && p.state.s_slot % n == 0;
   };
   const bool vec = rows_aligned(4);  // float4 / 4 x bf16 accesses
-  // The streaming kernel (2 stages) takes batches with >= 4 items per SM in 64-column tiles, or
-  // >= 2 per SM in 32-column tiles, given 16-byte aligned rows, whole tiles and K <= 128;
+  // The streaming kernel (2 stages) takes batches with >= 4 items per SM in 64-column tiles (fp32
+  // state; bf16 state measured faster in 32-column tiles), or >= 2 per SM in 32-column tiles,
+  // given 16-byte aligned rows, whole tiles and K <= 128;
   // everything else (batch 1 included) runs one block per 32-column tile with the state loaded
   // straight into registers.
   const bool aligned16 = rows_aligned(16 / dtype_bytes(ST));  // 16-byte cp.async
   const int64_t heads = p.num_seqs * p.d.HV, sms = dev.sm_count;
   if (aligned16 && p.d.K <= 8 * kRG) {
-    if (p.d.V % 64 == 0 && heads * (p.d.V / 64) >= 4 * sms) {
-      if (p.d.K <= 4 * kRG) return launch_stream<ACT, ST, 4, 64, 2>(dev, p, stream);
-      return launch_stream<ACT, ST, 8, 64, 2>(dev, p, stream);
+    if constexpr (ST == GDN_DTYPE_F32) {
+      if (p.d.V % 64 == 0 && heads * (p.d.V / 64) >= 4 * sms) {
+        if (p.d.K <= 4 * kRG) return launch_stream<ACT, ST, 4, 64, 2>(dev, p, stream);
+        return launch_stream<ACT, ST, 8, 64, 2>(dev, p, stream);
+      }
     }
     if (p.d.V % 32 == 0 && heads * (p.d.V / 32) >= 2 * sms) {
       if (p.d.K <= 4 * kRG) return launch_stream<ACT, ST, 4, 32, 2>(dev, p, stream);
