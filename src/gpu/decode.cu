@@ -107,7 +107,6 @@ __global__ void __launch_bounds__(BV / 4 * kRG, 768 / (BV / 4 * kRG))
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   constexpr int kCT = BV / 4, kThreads = kCT * kRG, kRows = ROWS * kRG;
   using T = typename Elem<ST>::T;
-  constexpr int kChunk = 16 / int(sizeof(T)), kChunksPerRow = BV / kChunk;
   extern __shared__ __align__(16) unsigned char stage_raw[];
   T* stages = reinterpret_cast<T*>(stage_raw);  // [NS][kRows][BV]
   __shared__ TokenSmem<BV> sm;
@@ -122,14 +121,7 @@ __global__ void __launch_bounds__(BV / 4 * kRG, 768 / (BV / 4 * kRG))
       const int64_t tile = it % nt, h = (it / nt) % nh, b = it / (nt * nh);
       const int64_t slot = read_slot_of(p, b);
       if (threadIdx.x == 0) slot_s[stage] = slot;
-      if (slot >= 0) {
-        T* dst = stages + int64_t(stage) * kRows * BV;
-        for (int c = threadIdx.x; c < int(K) * kChunksPerRow; c += kThreads) {
-          const int row = c / kChunksPerRow, cc = c % kChunksPerRow;
-          async_copy16(dst + row * BV + cc * kChunk,
-                       reinterpret_cast<const T*>(p.state.at(slot, h, row)) + tile * BV + cc * kChunk);
-        }
-      }
+      if (slot >= 0) stage_state_tile<ST, BV, kThreads>(stages + int64_t(stage) * kRows * BV, p, slot, h, tile * BV, int(K));
     }
     async_commit();
   };

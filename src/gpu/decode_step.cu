@@ -126,7 +126,6 @@ __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc
                                                                   int items, int ns) {
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   using T = typename Elem<ST>::T;
-  constexpr int kChunk = 16 / int(sizeof(T)), kChunksPerRow = kBV / kChunk;
   const int K = int(pd.d.K), HK = int(pd.d.HK), G = int(pd.d.HV / pd.d.HK), W = int(pc.d.W);
   const ItemInputs in{2 * K + G * kV, W - 1, W, G};
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -175,14 +174,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc
       const int h = hk * G + within / kTiles, tile = within % kTiles;
       const int64_t slot = raw >= 0 && raw < pd.state.num_slots ? raw : -1;
       if (threadIdx.x == 0) slot_s[stage] = slot;
-      if (slot >= 0) {
-        T* dst = stages + int64_t(stage) * K * kBV;
-        for (int c = threadIdx.x; c < int(K) * kChunksPerRow; c += kThreads) {
-          const int row = c / kChunksPerRow, cc = c % kChunksPerRow;
-          async_copy16(dst + row * kBV + cc * kChunk,
-                       reinterpret_cast<const T*>(pd.state.at(slot, h, row)) + tile * kBV + cc * kChunk);
-        }
-      }
+      if (slot >= 0) stage_state_tile<ST, kBV, kThreads>(stages + int64_t(stage) * K * kBV, pd, slot, h, tile * kBV, K);
     }
     async_commit();
   };

@@ -65,6 +65,20 @@ struct StateIO {
   }
 };
 
+// Rows [0, K) of head h of `slot`, columns col0 .. col0 + BV, into a [K][BV] shared-memory stage
+// by 16-byte background copies of NT threads (the caller commits). The streaming decode kernel and
+// the fused decode step stage their tiles through this.
+template <int32_t ST, int BV, int NT>
+__device__ __forceinline__ void stage_state_tile(typename Elem<ST>::T* dst, const GdnProblem& p, int64_t slot,
+                                                 int64_t h, int64_t col0, int K) {
+  using T = typename Elem<ST>::T;
+  constexpr int kChunk = 16 / int(sizeof(T)), kChunksPerRow = BV / kChunk;
+  for (int c = threadIdx.x; c < K * kChunksPerRow; c += NT) {
+    const int row = c / kChunksPerRow, cc = c % kChunksPerRow;
+    async_copy16(dst + row * BV + cc * kChunk, reinterpret_cast<const T*>(p.state.at(slot, h, row)) + col0 + cc * kChunk);
+  }
+}
+
 // Sums each column's partials over the row groups; thread c < BV gets column c's total.
 template <int BV>
 __device__ __forceinline__ float column_sum(float (&red)[kRG][BV], const float (&part)[4], int tx, int ty) {
