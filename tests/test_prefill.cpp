@@ -85,6 +85,7 @@ const PrefillParam kPrefillParams[] = {
     {4, 8, 64, 64, GDN_DTYPE_BF16, GDN_DTYPE_BF16, {70, 64}, false, true, true},
     {2, 4, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, {300}, true, true, false},
     {2, 4, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, {5, 130, 64, 0, 17}, false, true, true},
+    {2, 4, 128, 128, GDN_DTYPE_F16, GDN_DTYPE_F32, {100, 3}, true, true, false},
     {2, 4, 64, 64, GDN_DTYPE_F32, GDN_DTYPE_F32, {200, 1, 64, 129}, true, true, false},
     {2, 4, 64, 64, GDN_DTYPE_F16, GDN_DTYPE_BF16, {90, 64}, true, false, false},
     {1, 2, 256, 64, GDN_DTYPE_F32, GDN_DTYPE_F32, {65, 3}, true, true, false},
