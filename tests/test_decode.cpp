@@ -89,6 +89,7 @@ const DecodeParam kDecodeParams[] = {
     {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 12, 1, true, true, false},
     {8, 16, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, 24, 2, false, true, true},
     {4, 16, 64, 64, GDN_DTYPE_F16, GDN_DTYPE_F32, 40, 1, true, true, false},
+    {8, 16, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 40, 1, false, true, true},  // staged inputs, g/beta given
     {4, 16, 128, 128, GDN_DTYPE_F32, GDN_DTYPE_F32, 5, 1, true, true, false},  // 32-column streaming
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, Decode, ::testing::ValuesIn(kDecodeParams), name_of);

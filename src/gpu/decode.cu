@@ -12,10 +12,13 @@ namespace gdn::gpu {
 namespace {
 
 // The Tn tokens of sequence b on the state tile (rows ty + r * kRG, columns j0 .. j0 + 3) held in
-// s; writes the outputs and the updated state.
-template <int32_t ACT, int32_t ST, int ROWS, int BV>
+// s; writes the outputs and the updated state. PRE (one token): its q, k and the tile's v are
+// already in shared memory (`in`: q [K], k [K], v [BV], activation dtype), its decay and beta in
+// `gate`.
+template <int32_t ACT, int32_t ST, int ROWS, int BV, bool PRE = false>
 __device__ __forceinline__ void run_tokens(const GdnProblem& p, TokenSmem<BV>& sm, float (&s)[ROWS][4], int64_t b,
-                                           int64_t h, int64_t tile, int64_t read_slot, bool vec) {
+                                           int64_t h, int64_t tile, int64_t read_slot, bool vec,
+                                           const void* in = nullptr, const float* gate = nullptr) {
   constexpr int kCT = BV / 4, kThreads = kCT * kRG, kBV = BV;
   const int64_t K = p.d.K, V = p.d.V, HV = p.d.HV, Tn = p.tokens_per_seq;
   const int64_t hk = int32_t(h) / (int32_t(HV) / int32_t(p.d.HK));  // heads < 2^16: 32-bit division
@@ -32,9 +35,10 @@ __device__ __forceinline__ void run_tokens(const GdnProblem& p, TokenSmem<BV>& s
   for (int64_t t = 0; t < Tn; ++t) {
     // q, k of this token into shared memory; their norms.
     float qq = 0.0f, kk = 0.0f;
-    const char *qrow = p.q.at(b, t, hk), *krow = p.k.at(b, t, hk);
+    const void *qrow = PRE ? in : p.q.at(b, t, hk), *krow = PRE ? in : p.k.at(b, t, hk);
+    const int koff = PRE ? int(K) : 0;
     for (int i = threadIdx.x; i < int(K); i += kThreads) {
-      const float qi = Elem<ACT>::load(qrow, i), ki = Elem<ACT>::load(krow, i);
+      const float qi = Elem<ACT>::load(qrow, i), ki = Elem<ACT>::load(krow, koff + i);
       sm.q[i] = qi;
       sm.k[i] = ki;
       qq += qi * qi;
@@ -42,8 +46,10 @@ __device__ __forceinline__ void run_tokens(const GdnProblem& p, TokenSmem<BV>& s
     }
     // This thread's v column, loaded before the reductions so its latency overlaps them.
     const int64_t jv = tile * kBV + threadIdx.x;
-    const float vj = threadIdx.x < kBV && jv < V ? Elem<ACT>::load(p.v.at(b, t, h), jv) : 0.0f;
-    if (threadIdx.x == 0) {  // the gate once per block, published by the barrier below
+    float vj = 0.0f;
+    if (threadIdx.x < kBV && jv < V)
+      vj = PRE ? Elem<ACT>::load(in, 2 * K + threadIdx.x) : Elem<ACT>::load(p.v.at(b, t, h), jv);
+    if (!PRE && threadIdx.x == 0) {  // the gate once per block, published by the barrier below
       float g, beta;
       if (p.raw_gate) {
         g = gate_g(load_float(p.a.at(b, t, h), p.a.dt), p.A_log.f(h), p.dt_bias.f(h));
@@ -63,7 +69,7 @@ __device__ __forceinline__ void run_tokens(const GdnProblem& p, TokenSmem<BV>& s
     } else {
       __syncthreads();
     }
-    const float decay = sm.gate[0], beta = sm.gate[1];
+    const float decay = PRE ? gate[0] : sm.gate[0], beta = PRE ? gate[1] : sm.gate[1];
 
     const float acc = delta_rule_token<ROWS, BV>(s, sm.red, sm.u, sm.q, sm.k, K, q_scale, k_scale, decay, beta, vj,
                                                  tx, ty);
@@ -101,37 +107,82 @@ __global__ void __launch_bounds__(BV / 4 * kRG) decode_kernel(GdnProblem p, int6
 // every SM keeps its share of HBM bandwidth busy instead of idling between load phases. Needs
 // V % BV == 0 and 16-byte aligned state rows. At most 80 registers a thread (768 threads per SM:
 // 3 blocks of 64 columns or 6 of 32; no spills).
-template <int32_t ACT, int32_t ST, int ROWS, int BV, int NS>
+// PRE (one token a sequence, 2-byte activations, 16-byte aligned q/k/v rows, NS = 2): each
+// item's q, k and v rows are copied into shared memory with its state tile, its slot index is
+// loaded when the previous item is issued and its gate inputs wait in thread 0's registers, so
+// no phase of an item waits on a global load.
+template <int32_t ACT, int32_t ST, int ROWS, int BV, int NS, bool PRE>
 __global__ void __launch_bounds__(BV / 4 * kRG, 768 / (BV / 4 * kRG))
     decode_stream_kernel(GdnProblem p, int64_t tiles, int64_t items) {
+  static_assert(!PRE || (NS == 2 && sizeof(typename Elem<ACT>::T) == 2), "PRE: two stages, 2-byte activations");
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   constexpr int kCT = BV / 4, kThreads = kCT * kRG, kRows = ROWS * kRG;
   using T = typename Elem<ST>::T;
+  using A = typename Elem<ACT>::T;
   extern __shared__ __align__(16) unsigned char stage_raw[];
   T* stages = reinterpret_cast<T*>(stage_raw);  // [NS][kRows][BV]
   __shared__ TokenSmem<BV> sm;
   __shared__ int64_t slot_s[NS];  // read slot of the item in each stage
+  constexpr int kIn = PRE ? 2 * kRows + BV : 8;
+  __shared__ __align__(16) A in_s[NS][kIn];  // PRE: q, k, v of the item in each stage
+  __shared__ float gate_s[NS][2];            // PRE: its decay and beta
   const int64_t K = p.d.K;
   const uint32_t nt = uint32_t(tiles), nh = uint32_t(p.d.HV);
   const int tx = threadIdx.x % kCT, ty = threadIdx.x / kCT;
+  const int64_t stride = gridDim.x;
 
+  auto seq_of = [&](int64_t item) { return int64_t(uint32_t(item) / (nt * nh)); };
+  int64_t next_slot = PRE && blockIdx.x < items ? read_slot_of(p, seq_of(blockIdx.x)) : -1;
+  float ga = 0.0f, gb = 0.0f, gA = 0.0f, gd = 0.0f;  // PRE, thread 0: gate inputs of the newest item
   auto issue = [&](int64_t item, int stage) {
     if (item < items) {
       const uint32_t it = uint32_t(item);
       const int64_t tile = it % nt, h = (it / nt) % nh, b = it / (nt * nh);
-      const int64_t slot = read_slot_of(p, b);
+      int64_t slot;
+      if constexpr (PRE) {
+        slot = next_slot;
+        next_slot = item + stride < items ? read_slot_of(p, seq_of(item + stride)) : -1;
+      } else {
+        slot = read_slot_of(p, b);
+      }
       if (threadIdx.x == 0) slot_s[stage] = slot;
       if (slot >= 0) stage_state_tile<ST, BV, kThreads>(stages + int64_t(stage) * kRows * BV, p, slot, h, tile * BV, int(K));
+      if constexpr (PRE) {
+        const int nq = int(K) / 8, nv = BV / 8;  // 16-byte pieces of q (and k), of v
+        const int64_t hk = int32_t(h) / (int32_t(nh) / int32_t(p.d.HK));
+        for (int c = threadIdx.x; c < 2 * nq + nv; c += kThreads) {
+          const A* src = c < nq       ? reinterpret_cast<const A*>(p.q.at(b, 0, hk)) + 8 * c
+                         : c < 2 * nq ? reinterpret_cast<const A*>(p.k.at(b, 0, hk)) + 8 * (c - nq)
+                                      : reinterpret_cast<const A*>(p.v.at(b, 0, h)) + tile * BV + 8 * (c - 2 * nq);
+          async_copy16(&in_s[stage][8 * c], src);
+        }
+        if (threadIdx.x == 0) {
+          if (p.raw_gate) {
+            ga = load_float(p.a.at(b, 0, h), p.a.dt), gb = load_float(p.b.at(b, 0, h), p.b.dt);
+            gA = p.A_log.f(h), gd = p.dt_bias.f(h);
+          } else {
+            ga = load_float(p.g.at(b, 0, h), p.g.dt), gb = load_float(p.beta.at(b, 0, h), p.beta.dt);
+          }
+        }
+      }
     }
     async_commit();
   };
+  // PRE, thread 0: the newest issued item's decay and beta into its stage (read after a barrier).
+  auto publish_gate = [&](int stage) {
+    if (PRE && threadIdx.x == 0) {
+      gate_s[stage][0] = expf(p.raw_gate ? gate_g(ga, gA, gd) : ga);
+      gate_s[stage][1] = p.raw_gate ? sigmoid(gb) : gb;
+    }
+  };
 
-  const int64_t stride = gridDim.x;
 #pragma unroll
   for (int k = 0; k < NS - 1; ++k) issue(blockIdx.x + k * stride, k);
+  publish_gate(0);
   int stage = 0;
   for (int64_t item = blockIdx.x; item < items; item += stride) {
-    issue(item + (NS - 1) * stride, (stage + NS - 1) % NS);
+    const int issued = (stage + NS - 1) % NS;
+    issue(item + (NS - 1) * stride, issued);
     async_wait<NS - 1>();
     __syncthreads();
     const uint32_t it = uint32_t(item);
@@ -147,7 +198,9 @@ __global__ void __launch_bounds__(BV / 4 * kRG, 768 / (BV / 4 * kRG))
       else
         s[r][0] = s[r][1] = s[r][2] = s[r][3] = 0.0f;
     }
-    run_tokens<ACT, ST, ROWS, BV>(p, sm, s, b, h, tile, read_slot, true);  // ends with a barrier
+    run_tokens<ACT, ST, ROWS, BV, PRE>(p, sm, s, b, h, tile, read_slot, true, in_s[stage],
+                                       gate_s[stage]);  // ends with a barrier
+    publish_gate(issued);
     stage = (stage + 1) % NS;
   }
   async_wait<0>();
@@ -166,9 +219,9 @@ void launch_bv(const Device& dev, const GdnProblem& p, bool vec, gpuStream_t str
   check_launch("decode_kernel");
 }
 
-template <int32_t ACT, int32_t ST, int ROWS, int BV, int NS>
-void launch_stream(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
-  auto kernel = decode_stream_kernel<ACT, ST, ROWS, BV, NS>;
+template <int32_t ACT, int32_t ST, int ROWS, int BV, int NS, bool PRE>
+void launch_stream_kernel(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
+  auto kernel = decode_stream_kernel<ACT, ST, ROWS, BV, NS, PRE>;
   const int threads = BV / 4 * kRG;
   const size_t smem = size_t(NS) * ROWS * kRG * BV * dtype_bytes(ST);
   // Static + dynamic shared memory over 48 KiB needs the opt-in (idempotent, not a stream op).
@@ -179,6 +232,19 @@ void launch_stream(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
   const unsigned grid = unsigned(std::min<int64_t>(items, int64_t(std::max(per_sm, 1)) * dev.sm_count));
   launch_pdl(dev.pdl(), kernel, grid, threads, smem, stream, p, tiles, items);
   check_launch("decode_stream_kernel");
+}
+
+template <int32_t ACT, int32_t ST, int ROWS, int BV, int NS>
+void launch_stream(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
+  // Inputs staged with the state (PRE): 64-column tiles (32-column ones measured 4-5 % slower
+  // with it: their q/k are copied once per 32 columns), one token a sequence, 2-byte activations,
+  // q/k/v head rows 16-byte aligned.
+  if constexpr (sizeof(typename Elem<ACT>::T) == 2 && NS == 2 && BV == 64) {
+    if (p.tokens_per_seq == 1 && p.d.K % 8 == 0 && head_rows_aligned(p.q, 8) && head_rows_aligned(p.k, 8) &&
+        head_rows_aligned(p.v, 8))
+      return launch_stream_kernel<ACT, ST, ROWS, BV, NS, true>(dev, p, stream);
+  }
+  launch_stream_kernel<ACT, ST, ROWS, BV, NS, false>(dev, p, stream);
 }
 
 template <int32_t ACT, int32_t ST>
