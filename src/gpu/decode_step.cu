@@ -415,7 +415,7 @@ void launch(const Device& dev, const ConvProblem& pc, const GdnProblem& pd, cons
   int per_sm = 0;
   check(gpuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem), "decode step occupancy");
   const unsigned grid = unsigned(std::min<int64_t>(items, int64_t(std::max(per_sm, 1)) * dev.sm_count));
-  launch_pdl(dev.pdl(), kernel, grid, kThreads, smem_bytes(pd, ns), stream, pc, pd, pn, int(items), ns);
+  launch_pdl(dev.pdl(), kernel, grid, kThreads, smem, stream, pc, pd, pn, int(items), ns);
   check_launch("decode_step_kernel");
 }
 

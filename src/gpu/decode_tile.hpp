@@ -23,14 +23,10 @@ struct StateIO {
   }
   static __device__ void store4(T* row, int64_t j, int64_t V, bool vec, const float (&s)[4]) {
     if (vec && j + 4 <= V) {  // one streaming vector store (see store_stream)
-      if constexpr (ST == GDN_DTYPE_F32) {
+      if constexpr (ST == GDN_DTYPE_F32)
         store_stream(reinterpret_cast<float4*>(row + j), make_float4(s[0], s[1], s[2], s[3]));
-      } else {
-        uint16_t h[4];
-        for (int c = 0; c < 4; ++c) Elem<ST>::store(h, c, s[c]);
-        store_stream(reinterpret_cast<uint2*>(row + j),
-                     make_uint2(uint32_t(h[0]) | (uint32_t(h[1]) << 16), uint32_t(h[2]) | (uint32_t(h[3]) << 16)));
-      }
+      else
+        store_stream(reinterpret_cast<uint2*>(row + j), Vec4<ST>::pack(s));
       return;
     }
     for (int c = 0; c < 4; ++c)

@@ -98,11 +98,15 @@ struct Vec4 {
     } else if constexpr (sizeof(typename Elem<DT>::T) == 1) {
       *reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(row) + j) = Elem<DT>::encode4(v);
     } else {
-      uint16_t h[4];
-      for (int c = 0; c < 4; ++c) Elem<DT>::store(h, c, v[c]);
-      *reinterpret_cast<uint2*>(static_cast<uint16_t*>(row) + j) =
-          make_uint2(uint32_t(h[0]) | (uint32_t(h[1]) << 16), uint32_t(h[2]) | (uint32_t(h[3]) << 16));
+      *reinterpret_cast<uint2*>(static_cast<uint16_t*>(row) + j) = pack(v);
     }
+  }
+  // 2-byte types: the four elements as they lie in memory (one 8-byte word).
+  static __device__ __forceinline__ uint2 pack(const float (&v)[4]) {
+    static_assert(sizeof(typename Elem<DT>::T) == 2, "2-byte types only");
+    uint16_t h[4];
+    for (int c = 0; c < 4; ++c) Elem<DT>::store(h, c, v[c]);
+    return make_uint2(uint32_t(h[0]) | (uint32_t(h[1]) << 16), uint32_t(h[2]) | (uint32_t(h[3]) << 16));
   }
 };
 
