@@ -379,6 +379,54 @@ struct Bench {
                 flops / t / 1e9, flops / double(T * HV) / 1e3, double(T) / t);
   }
 
+  // Side by side with a reference's times: a JSON file in this bench's format (rows with "op",
+  // "shape", "time_us"), e.g. docs/bench-h100-triton.json. A reference row matches a row of ours
+  // with the same op, or the op plus one "_label" (decode_triton -> decode), and the same first
+  // word of the shape.
+  void print_reference(const char* path) const {
+    FILE* f = std::fopen(path, "r");
+    if (!f) die(path, "cannot open");
+    std::string text;
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+    std::fclose(f);
+    auto field = [](const std::string& row, const char* key) {  // the value after "key": (string or number)
+      const std::string k = std::string("\"") + key + "\":";
+      size_t at = row.find(k);
+      if (at == std::string::npos) return std::string();
+      at += k.size();
+      while (at < row.size() && row[at] == ' ') ++at;
+      if (at < row.size() && row[at] == '"') {
+        const size_t end = row.find('"', at + 1);
+        return end == std::string::npos ? std::string() : row.substr(at + 1, end - at - 1);
+      }
+      const size_t end = row.find_first_of(",}", at);
+      return row.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    };
+    auto first_word = [](const std::string& s) { return s.substr(0, s.find(' ')); };
+    std::printf("\nside by side with %s (reference time / ours: > 1 means ours is faster)\n", path);
+    std::printf("%-12s %-14s %12s %12s %8s  %s\n", "op", "shape", "ours", "reference", "ref/ours", "reference op");
+    int matched = 0;
+    for (size_t at = text.find("\"rows\""); at != std::string::npos;) {
+      const size_t open = text.find('{', at), close = open == std::string::npos ? open : text.find('}', open);
+      if (close == std::string::npos) break;
+      const std::string row = text.substr(open, close - open + 1);
+      at = close + 1;
+      const std::string op = field(row, "op"), shape = field(row, "shape"), t = field(row, "time_us");
+      if (op.empty() || t.empty()) continue;
+      const double ref_us = std::atof(t.c_str());
+      for (const Row& r : rows) {
+        const bool same_op = op == r.op || (op.size() > r.op.size() + 1 && op.compare(0, r.op.size(), r.op) == 0 &&
+                                            op[r.op.size()] == '_' && op.find('_', r.op.size() + 1) == std::string::npos);
+        if (!same_op || first_word(shape) != first_word(r.shape) || ref_us <= 0) continue;
+        std::printf("%-12s %-14s %9.2f us %9.2f us %8.2f  %s\n", r.op.c_str(), first_word(r.shape).c_str(),
+                    r.seconds * 1e6, ref_us, ref_us / (r.seconds * 1e6), op.c_str());
+        ++matched;
+      }
+    }
+    if (!matched) std::printf("(no row of the reference matches a measured row)\n");
+  }
+
   void write_json(const char* path, const char* backend, int threads) const {
     FILE* f = std::fopen(path, "w");
     if (!f) die(path, "cannot open");
@@ -405,20 +453,27 @@ int main(int argc, char** argv) {
   std::string only;      // comma-separated op names; empty: all
   int64_t only_size = 0;  // > 0: only this batch / token count (not prefill)
   const char* json = nullptr;
+  const char* reference = nullptr;
   std::string backend = "cpu";
   Bench bench;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--iters") && i + 1 < argc) bench.iters = std::max(1, std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+    else if (!std::strcmp(argv[i], "--reference") && i + 1 < argc) reference = argv[++i];
     else if (!std::strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else if (!std::strcmp(argv[i], "--size") && i + 1 < argc) only_size = std::atoll(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--backend cpu|cuda] [--threads N] [--iters N] [--json FILE] [--quick] [--only OP,OP] [--size N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--backend cpu|cuda] [--threads N] [--iters N] [--json FILE] [--reference FILE] [--quick] [--only OP,OP] [--size N]\n", argv[0]);
       return 2;
     }
+  }
+  if (reference) {  // fail before measuring, not after
+    FILE* f = std::fopen(reference, "r");
+    if (!f) die(reference, "cannot open");
+    std::fclose(f);
   }
   gdn_context_config cc;
   gdn_context_config_init(&cc);
@@ -476,6 +531,7 @@ int main(int argc, char** argv) {
     bench.prefill(1, quick ? 256 : 1024);
   }
   if (json) bench.write_json(json, backend.c_str(), nthreads);
+  if (reference) bench.print_reference(reference);
   gdn_layer_destroy(bench.layer);
   gdn_layer_destroy(bench.layer_bf16_state);
   gdn_context_destroy(bench.ctx);
