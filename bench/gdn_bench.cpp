@@ -135,6 +135,17 @@ struct Row {
   double seconds, bytes, floor_s;
 };
 
+// The whole of a text file (dies if it cannot be opened).
+std::string read_file(const char* path) {
+  FILE* f = std::fopen(path, "r");
+  if (!f) die(path, "cannot open");
+  std::string text;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+  std::fclose(f);
+  return text;
+}
+
 struct Bench {
   gdn_context ctx = nullptr;
   gdn_layer layer = nullptr, layer_bf16_state = nullptr;
@@ -383,13 +394,7 @@ struct Bench {
   // "shape", "time_us"), e.g. docs/bench-h100-triton.json. A reference row matches a row of ours
   // with the same op, or the op plus one "_label" (decode_triton -> decode), and the same first
   // word of the shape.
-  void print_reference(const char* path) const {
-    FILE* f = std::fopen(path, "r");
-    if (!f) die(path, "cannot open");
-    std::string text;
-    char buf[4096];
-    for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
-    std::fclose(f);
+  void print_reference(const char* path, const std::string& text) const {
     auto field = [](const std::string& row, const char* key) {  // the value after "key": (string or number)
       const std::string k = std::string("\"") + key + "\":";
       size_t at = row.find(k);
@@ -470,11 +475,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (reference) {  // fail before measuring, not after
-    FILE* f = std::fopen(reference, "r");
-    if (!f) die(reference, "cannot open");
-    std::fclose(f);
-  }
+  const std::string reference_text = reference ? read_file(reference) : std::string();  // before measuring
   gdn_context_config cc;
   gdn_context_config_init(&cc);
   if (backend == "cuda") {
@@ -531,7 +532,7 @@ int main(int argc, char** argv) {
     bench.prefill(1, quick ? 256 : 1024);
   }
   if (json) bench.write_json(json, backend.c_str(), nthreads);
-  if (reference) bench.print_reference(reference);
+  if (reference) bench.print_reference(reference, reference_text);
   gdn_layer_destroy(bench.layer);
   gdn_layer_destroy(bench.layer_bf16_state);
   gdn_context_destroy(bench.ctx);
