@@ -1,5 +1,7 @@
 // The portable conversions of src/common/numeric.hpp: exhaustive round trips and nearest-even
 // rounding against brute-force references.
+#include <vector>
+
 #include "fp8_ref.hpp"
 #include "test_util.hpp"
 
@@ -8,6 +10,39 @@ using namespace gdn;
 namespace {
 
 float next_up(float x) { return std::nextafter(x, INFINITY); }
+
+// FastDiv (the GPU kernels' index decoding) equals the integer division: every dividend below
+// 2^17 for every divisor up to 4096, and dividends up to 2^31 - 1 (ends, powers of two and their
+// neighbours, pseudo-random) for divisors up to 2^20 and the largest.
+TEST(Numeric, FastDivEqualsDivision) {
+  std::vector<uint32_t> big;
+  for (int b = 0; b < 31; ++b)
+    for (int64_t x : {int64_t(1) << b, (int64_t(1) << b) - 1, (int64_t(1) << b) + 1}) big.push_back(uint32_t(x));
+  big.push_back(0x7fffffffu), big.push_back(0x7ffffffeu);
+  uint64_t seed = 0x9e3779b97f4a7c15ull;
+  for (int i = 0; i < 4096; ++i) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    big.push_back(uint32_t(seed >> 33));  // < 2^31
+  }
+  auto check = [](uint32_t d, uint32_t n) {
+    const FastDiv f(d);
+    if (f.div(n) != n / d) {
+      ADD_FAILURE() << n << " / " << d << ": " << f.div(n);
+      return false;
+    }
+    return true;
+  };
+  for (uint32_t d = 1; d <= 4096; ++d)
+    for (uint32_t n = 0; n < (1u << 17); ++n)
+      if (!check(d, n)) return;
+  for (uint32_t d = 1; d <= (1u << 20); d = d < 4096 ? d + 1 : d * 3 / 2 + 1)
+    for (uint32_t n : big)
+      if (!check(d, n)) return;
+  for (uint32_t d : {0x7ffffffeu, 0x7fffffffu, 0x40000000u, 0x40000001u, 65535u, 65536u, 65537u})
+    for (uint32_t n : big)
+      if (!check(d, n)) return;
+  EXPECT_EQ(FastDiv(0).div(7), 7u);  // a divisor of 0 is taken as 1
+}
 
 TEST(Numeric, Bf16RoundTripsEveryCode) {
   for (uint32_t c = 0; c < 65536; ++c) {

@@ -210,7 +210,8 @@ GDN_API gdn_status gdn_layer_create(gdn_context ctx, const gdn_layer_config* con
       fail(GDN_ERROR_INVALID_ARGUMENT, "scale = %g must be finite and >= 0 (0 = head_k_dim^-0.5)", double(c.scale));
     if (!std::isfinite(c.norm_eps) || c.norm_eps < 0.0f)
       fail(GDN_ERROR_INVALID_ARGUMENT, "norm_eps = %g must be finite and >= 0", double(c.norm_eps));
-    LayerDims d{c.num_k_heads, c.num_v_heads, c.head_k_dim, c.head_v_dim, c.conv_width, c.input_layout};
+    const LayerDims d = LayerDims{c.num_k_heads, c.num_v_heads, c.head_k_dim, c.head_v_dim, c.conv_width,
+                                  c.input_layout, {}, {}, {}}.with_divisors();
     ctx->impl->check_layer(d, c);
     const float scale = c.scale > 0.0f ? c.scale : 1.0f / std::sqrt(float(c.head_k_dim));
     *out = new gdn_layer_s{ctx, c, d, scale};

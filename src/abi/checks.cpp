@@ -203,11 +203,11 @@ HeadView head_view(Operands& ops, const gdn_tensor& t, const char* name, std::in
   v.s0 = t.strides[0];
   v.s1 = L > 1 ? t.strides[1] : 0;
   if (grouped) {
-    v.r = int32_t(H / groups);
+    v.r = FastDiv(uint32_t(H / groups));
     v.s_grp = t.strides[L];
     v.s_in = t.strides[L + 1];
   } else {
-    v.r = 1;
+    v.r = FastDiv(1);
     v.s_grp = t.strides[L];
     v.s_in = 0;
   }

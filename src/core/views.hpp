@@ -55,13 +55,13 @@ GDN_HD int64_t load_index(const void* p, int32_t dt) {
 struct HeadView {
   char* p = nullptr;
   int32_t dt = GDN_DTYPE_INVALID;
-  int32_t r = 1;
+  FastDiv r;  // 1 unless grouped
   int64_t s0 = 0, s1 = 0;  // leading strides (B / T, Tn)
   int64_t s_grp = 0, s_in = 0;
   GDN_HD bool present() const { return p != nullptr; }
   GDN_HD char* at(int64_t i0, int64_t i1, int64_t h) const {
-    const int32_t hh = int32_t(h);  // heads < 2^16: 32-bit division (64-bit is slow on GPUs)
-    return p + int64_t(dtype_bytes(dt)) * (i0 * s0 + i1 * s1 + int64_t(hh / r) * s_grp + int64_t(hh % r) * s_in);
+    const uint32_t hh = uint32_t(h), grp = r.div(hh), in = hh - grp * r.d;  // heads < 2^16
+    return p + int64_t(dtype_bytes(dt)) * (i0 * s0 + i1 * s1 + int64_t(grp) * s_grp + int64_t(in) * s_in);
   }
 };
 
@@ -108,16 +108,28 @@ struct ConvStateView {
 struct LayerDims {
   int64_t HK, HV, K, V, W;
   int32_t layout;  // gdn_input_layout
+  FastDiv k_div, rv_div, hv_div;  // K, (HV / HK) V and HV (set by with_divisors)
+  // The dims with their divisors set (what the layer holds).
+  LayerDims with_divisors() const {
+    LayerDims d = *this;
+    d.k_div = FastDiv(uint32_t(K));
+    d.rv_div = FastDiv(uint32_t(HV / HK * V));
+    d.hv_div = FastDiv(uint32_t(HV));
+    return d;
+  }
   GDN_HD int64_t conv_dim() const { return 2 * HK * K + HV * V; }
   GDN_HD int64_t qkvz_dim() const { return 2 * HK * K + 2 * HV * V; }
-  // Column of conv channel c inside an input row.
+  // Column of conv channel c inside an input row (channels < 2^31: the layer checks).
   GDN_HD int64_t conv_column(int64_t c) const {
     if (layout == GDN_LAYOUT_PLAIN) return c;
-    const int64_t r = HV / HK, G = 2 * K + 2 * r * V;
-    if (c < HK * K) return (c / K) * G + c % K;                       // q
-    if (c < 2 * HK * K) return ((c - HK * K) / K) * G + K + c % K;    // k
-    const int64_t cv = c - 2 * HK * K;                                 // v: head hv = cv / V
-    return (cv / (r * V)) * G + 2 * K + cv % (r * V);
+    const int64_t rV = rv_div.d, G = 2 * K + 2 * rV;
+    if (c < 2 * HK * K) {  // q (heads 0 .. HK-1), then k
+      const bool isk = c >= HK * K;
+      const uint32_t ck = uint32_t(isk ? c - HK * K : c), head = k_div.div(ck);
+      return int64_t(head) * G + (isk ? K : 0) + (ck - head * uint32_t(K));
+    }
+    const uint32_t cv = uint32_t(c - 2 * HK * K), grp = rv_div.div(cv);  // v: key-head group
+    return int64_t(grp) * G + 2 * K + (cv - grp * uint32_t(rV));
   }
 };
 

@@ -16,12 +16,13 @@ namespace {
 // already in shared memory (`in`: q [K], k [K], v [BV], activation dtype), its decay and beta in
 // `gate`.
 template <int32_t ACT, int32_t ST, int ROWS, int BV, bool PRE = false>
-__device__ __forceinline__ void run_tokens(const GdnProblem& p, TokenSmem<BV>& sm, float (&s)[ROWS][4], int64_t b,
-                                           int64_t h, int64_t tile, int64_t read_slot, bool vec,
-                                           const void* in = nullptr, const float* gate = nullptr) {
+__device__ __forceinline__ void run_tokens(const GdnProblem& p, const ItemDiv& dv, TokenSmem<BV>& sm,
+                                           float (&s)[ROWS][4], int64_t b, int64_t h, int64_t tile,
+                                           int64_t read_slot, bool vec, const void* in = nullptr,
+                                           const float* gate = nullptr) {
   constexpr int kCT = BV / 4, kThreads = kCT * kRG, kBV = BV;
-  const int64_t K = p.d.K, V = p.d.V, HV = p.d.HV, Tn = p.tokens_per_seq;
-  const int64_t hk = int32_t(h) / (int32_t(HV) / int32_t(p.d.HK));  // heads < 2^16: 32-bit division
+  const int64_t K = p.d.K, V = p.d.V, Tn = p.tokens_per_seq;
+  const int64_t hk = dv.key_head(h);
   const int tx = threadIdx.x % kCT, ty = threadIdx.x / kCT;
   const int64_t j0 = tile * kBV + tx * 4;
   if (read_slot < 0) {  // PAD / out of range: zero outputs, no state (uniform over the block)
@@ -87,18 +88,18 @@ __device__ __forceinline__ void run_tokens(const GdnProblem& p, TokenSmem<BV>& s
 }
 
 template <int32_t ACT, int32_t ST, int ROWS, int BV>
-__global__ void __launch_bounds__(BV / 4 * kRG) decode_kernel(GdnProblem p, int64_t tiles, bool vec) {
+__global__ void __launch_bounds__(BV / 4 * kRG) decode_kernel(GdnProblem p, ItemDiv dv, bool vec) {
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   constexpr int kCT = BV / 4;
   __shared__ TokenSmem<BV> sm;
-  const uint32_t bid = blockIdx.x, nt = uint32_t(tiles), nh = uint32_t(p.d.HV);
-  const int64_t tile = bid % nt, h = (bid / nt) % nh, b = bid / (nt * nh);
+  int64_t b, h, tile;
+  dv.item(blockIdx.x, b, h, tile);
   const int tx = threadIdx.x % kCT, ty = threadIdx.x / kCT;
   const int64_t j0 = tile * BV + tx * 4;
   const int64_t read_slot = read_slot_of(p, b);
   float s[ROWS][4];
   StateIO<ST>::load_tile(p, read_slot, h, ty, j0, vec, s);
-  run_tokens<ACT, ST, ROWS, BV>(p, sm, s, b, h, tile, read_slot, vec);
+  run_tokens<ACT, ST, ROWS, BV>(p, dv, sm, s, b, h, tile, read_slot, vec);
 }
 
 // Streaming version for batches that fill the GPU: a persistent grid, each block walking the
@@ -113,7 +114,7 @@ __global__ void __launch_bounds__(BV / 4 * kRG) decode_kernel(GdnProblem p, int6
 // no phase of an item waits on a global load.
 template <int32_t ACT, int32_t ST, int ROWS, int BV, int NS, bool PRE>
 __global__ void __launch_bounds__(BV / 4 * kRG, 768 / (BV / 4 * kRG))
-    decode_stream_kernel(GdnProblem p, int64_t tiles, int64_t items) {
+    decode_stream_kernel(GdnProblem p, ItemDiv dv, int64_t items) {
   static_assert(!PRE || (NS == 2 && sizeof(typename Elem<ACT>::T) == 2), "PRE: two stages, 2-byte activations");
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   constexpr int kCT = BV / 4, kThreads = kCT * kRG, kRows = ROWS * kRG;
@@ -127,17 +128,16 @@ __global__ void __launch_bounds__(BV / 4 * kRG, 768 / (BV / 4 * kRG))
   __shared__ __align__(16) A in_s[NS][kIn];  // PRE: q, k, v of the item in each stage
   __shared__ float gate_s[NS][2];            // PRE: its decay and beta
   const int64_t K = p.d.K;
-  const uint32_t nt = uint32_t(tiles), nh = uint32_t(p.d.HV);
   const int tx = threadIdx.x % kCT, ty = threadIdx.x / kCT;
   const int64_t stride = gridDim.x;
 
-  auto seq_of = [&](int64_t item) { return int64_t(uint32_t(item) / (nt * nh)); };
+  auto seq_of = [&](int64_t item) { return dv.seq(uint32_t(item)); };
   int64_t next_slot = PRE && blockIdx.x < items ? read_slot_of(p, seq_of(blockIdx.x)) : -1;
   float ga = 0.0f, gb = 0.0f, gA = 0.0f, gd = 0.0f;  // PRE, thread 0: gate inputs of the newest item
   auto issue = [&](int64_t item, int stage) {
     if (item < items) {
-      const uint32_t it = uint32_t(item);
-      const int64_t tile = it % nt, h = (it / nt) % nh, b = it / (nt * nh);
+      int64_t b, h, tile;
+      dv.item(uint32_t(item), b, h, tile);
       int64_t slot;
       if constexpr (PRE) {
         slot = next_slot;
@@ -149,7 +149,7 @@ __global__ void __launch_bounds__(BV / 4 * kRG, 768 / (BV / 4 * kRG))
       if (slot >= 0) stage_state_tile<ST, BV, kThreads>(stages + int64_t(stage) * kRows * BV, p, slot, h, tile * BV, int(K));
       if constexpr (PRE) {
         const int nq = int(K) / 8, nv = BV / 8;  // 16-byte pieces of q (and k), of v
-        const int64_t hk = int32_t(h) / (int32_t(nh) / int32_t(p.d.HK));
+        const int64_t hk = dv.key_head(h);
         for (int c = threadIdx.x; c < 2 * nq + nv; c += kThreads) {
           const A* src = c < nq       ? reinterpret_cast<const A*>(p.q.at(b, 0, hk)) + 8 * c
                          : c < 2 * nq ? reinterpret_cast<const A*>(p.k.at(b, 0, hk)) + 8 * (c - nq)
@@ -185,8 +185,8 @@ __global__ void __launch_bounds__(BV / 4 * kRG, 768 / (BV / 4 * kRG))
     issue(item + (NS - 1) * stride, issued);
     async_wait<NS - 1>();
     __syncthreads();
-    const uint32_t it = uint32_t(item);
-    const int64_t tile = it % nt, h = (it / nt) % nh, b = it / (nt * nh);
+    int64_t b, h, tile;
+    dv.item(uint32_t(item), b, h, tile);
     const int64_t read_slot = slot_s[stage];
     const T* src = stages + int64_t(stage) * kRows * BV;
     float s[ROWS][4];
@@ -198,7 +198,7 @@ __global__ void __launch_bounds__(BV / 4 * kRG, 768 / (BV / 4 * kRG))
       else
         s[r][0] = s[r][1] = s[r][2] = s[r][3] = 0.0f;
     }
-    run_tokens<ACT, ST, ROWS, BV, PRE>(p, sm, s, b, h, tile, read_slot, true, in_s[stage],
+    run_tokens<ACT, ST, ROWS, BV, PRE>(p, dv, sm, s, b, h, tile, read_slot, true, in_s[stage],
                                        gate_s[stage]);  // ends with a barrier
     publish_gate(issued);
     stage = (stage + 1) % NS;
@@ -210,12 +210,13 @@ template <int32_t ACT, int32_t ST, int BV>
 void launch_bv(const Device& dev, const GdnProblem& p, bool vec, gpuStream_t stream) {
   const int64_t tiles = (p.d.V + BV - 1) / BV;
   const unsigned grid = unsigned(p.num_seqs * p.d.HV * tiles), threads = BV / 4 * kRG;
+  const ItemDiv dv(tiles, p.d);
   if (p.d.K <= 4 * kRG)
-    launch_pdl(dev.pdl(), decode_kernel<ACT, ST, 4, BV>, grid, threads, 0, stream, p, tiles, vec);
+    launch_pdl(dev.pdl(), decode_kernel<ACT, ST, 4, BV>, grid, threads, 0, stream, p, dv, vec);
   else if (p.d.K <= 8 * kRG)
-    launch_pdl(dev.pdl(), decode_kernel<ACT, ST, 8, BV>, grid, threads, 0, stream, p, tiles, vec);
+    launch_pdl(dev.pdl(), decode_kernel<ACT, ST, 8, BV>, grid, threads, 0, stream, p, dv, vec);
   else
-    launch_pdl(dev.pdl(), decode_kernel<ACT, ST, 16, BV>, grid, threads, 0, stream, p, tiles, vec);
+    launch_pdl(dev.pdl(), decode_kernel<ACT, ST, 16, BV>, grid, threads, 0, stream, p, dv, vec);
   check_launch("decode_kernel");
 }
 
@@ -230,7 +231,7 @@ void launch_stream_kernel(const Device& dev, const GdnProblem& p, gpuStream_t st
   check(gpuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem), "decode occupancy");
   const int64_t tiles = p.d.V / BV, items = p.num_seqs * p.d.HV * tiles;
   const unsigned grid = unsigned(std::min<int64_t>(items, int64_t(std::max(per_sm, 1)) * dev.sm_count));
-  launch_pdl(dev.pdl(), kernel, grid, threads, smem, stream, p, tiles, items);
+  launch_pdl(dev.pdl(), kernel, grid, threads, smem, stream, p, ItemDiv(tiles, p.d), items);
   check_launch("decode_stream_kernel");
 }
 
@@ -282,6 +283,10 @@ void launch(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
 
 void decode(const Device& dev, const GdnProblem& p, void* stream) {
   if (p.num_seqs * p.tokens_per_seq == 0) return;
+  // Item indices (sequence, head, 32-column tile at most) stay below 2^31 (ItemDiv, grid size).
+  if (p.num_seqs * p.d.HV * ((p.d.V + 31) / 32) >= (int64_t(1) << 31))
+    fail(GDN_ERROR_UNSUPPORTED, "gdn_decode: %lld sequences x %lld heads is too large for the GPU backend",
+         (long long)p.num_seqs, (long long)p.d.HV);
   dispatch_act(p.q.dt, [&](auto act) {
     dispatch_state(p.state.dt, [&](auto st) { launch<decltype(act)::value, decltype(st)::value>(dev, p, gpuStream_t(stream)); });
   });

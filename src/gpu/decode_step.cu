@@ -66,6 +66,13 @@ struct ItemInputs {
   GDN_HD int elems() const { return z() + G * kV; }
 };
 
+// The run-time divisors of both step kernels' index math, as multiply-and-shift (FastDiv).
+struct StepDiv {
+  FastDiv hk, w1, per;  // key heads HK, conv window W - 1, sub-items (cluster blocks) an item
+  StepDiv(const GdnProblem& pd, int64_t per_item)
+      : hk(uint32_t(pd.d.HK)), w1(uint32_t(pd.d.W - 1)), per(uint32_t(per_item)) {}
+};
+
 // elems (a multiple of 8) 2-byte elements by the block's NT threads, 16 bytes at a time.
 template <int NT>
 __device__ __forceinline__ void copy_async(uint16_t* dst, const void* src, int elems) {
@@ -123,7 +130,7 @@ __device__ __forceinline__ void qk_scales(const GdnProblem& p, TokenSmem<BV>& sm
 
 template <int32_t ACT, int32_t ST, int32_t OUT, bool FP8>
 __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc, GdnProblem pd, NormProblem pn,
-                                                                  int items, int ns) {
+                                                                  StepDiv dv, int items, int ns) {
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   using T = typename Elem<ST>::T;
   const int K = int(pd.d.K), HK = int(pd.d.HK), G = int(pd.d.HV / pd.d.HK), W = int(pc.d.W);
@@ -147,14 +154,14 @@ __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc
   // inputs; its slot index was loaded when the previous item was issued, and its gate inputs load
   // into registers of threads < G, used at its conv phase: no load waits in the issue path.
   auto slot_index = [&](int item) {
-    return item < items ? load_index(pd.slot_idx.at(item / HK, 0), pd.slot_idx.dt) : int64_t(-1);
+    return item < items ? load_index(pd.slot_idx.at(dv.hk.div(item), 0), pd.slot_idx.dt) : int64_t(-1);
   };
   int64_t raw = -1, raw_next = slot_index(blockIdx.x);
   float ga = 0.0f, gb = 0.0f, gA = 0.0f, gd = 0.0f;
   auto issue = [&](int n, int stage) {
-    const int k = n / per_item, item = int(blockIdx.x) + k * stride, within = n % per_item;
+    const int k = int(dv.per.div(n)), item = int(blockIdx.x) + k * stride, within = n - k * per_item;
     if (item < items) {
-      const int b = item / HK, hk = item % HK;
+      const int b = int(dv.hk.div(item)), hk = item - b * HK;
       if (within == 0) {
         raw = raw_next;
         raw_next = slot_index(item + stride);
@@ -183,10 +190,10 @@ __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc
   float q_scale = pd.scale, k_scale = 1.0f;
   int stage = 0;
   for (int n = 0;; ++n) {
-    const int k = n / per_item, item = int(blockIdx.x) + k * stride, within = n % per_item;
+    const int k = int(dv.per.div(n)), item = int(blockIdx.x) + k * stride, within = n - k * per_item;
     if (item >= items) break;
     const int g = within / kTiles, tile = within % kTiles, col0 = g * kV + tile * kBV;
-    const int b = item / HK, hk = item % HK, h = hk * G + g;
+    const int b = int(dv.hk.div(item)), hk = item - b * HK, h = hk * G + g;
     const uint16_t* buf = inputs + (k & 1) * in.elems();
     issue(n + ns - 1, (stage + ns - 1) % ns);
     async_wait_upto(ns - 1);
@@ -276,13 +283,13 @@ constexpr int kCBV = 32, kCTiles = kV / kCBV, kCThreads = kCBV / 4 * kRG, kMaxCl
 
 template <int32_t ACT, int32_t ST, int32_t OUT, bool FP8>
 __global__ void __launch_bounds__(kCThreads) decode_step_cluster_kernel(ConvProblem pc, GdnProblem pd,
-                                                                        NormProblem pn) {
+                                                                        NormProblem pn, StepDiv dv) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   pdl_wait();  // launched with launch_cluster(pdl): inputs may come from the previous kernel
   using A = typename Elem<ACT>::T;
   const int K = int(pd.d.K), HK = int(pd.d.HK), G = int(pd.d.HV / pd.d.HK), W = int(pc.d.W);
-  const int cs = G * kCTiles, rank = int(blockIdx.x) % cs, item = int(blockIdx.x) / cs;
-  const int b = item / HK, hk = item % HK, g = rank / kCTiles, tile = rank % kCTiles, h = hk * G + g;
+  const int cs = G * kCTiles, item = int(dv.per.div(blockIdx.x)), rank = int(blockIdx.x) - item * cs;
+  const int b = int(dv.hk.div(item)), hk = item - b * HK, g = rank / kCTiles, tile = rank % kCTiles, h = hk * G + g;
   const int tx = threadIdx.x % (kCBV / 4), ty = threadIdx.x / (kCBV / 4);
   __shared__ TokenSmem<kCBV> sm;
   __shared__ float v_s[kCBV], o_s[kCBV];
@@ -362,7 +369,7 @@ __global__ void __launch_bounds__(kCThreads) decode_step_cluster_kernel(ConvProb
 
   if (rank == 0 && conv_ok)
     for (int i = threadIdx.x; i < 2 * K * (W - 1); i += kCThreads) {
-      const int ch = i / (W - 1), j = i % (W - 1);
+      const int ch = int(dv.w1.div(i)), j = i - ch * (W - 1);
       const int c = ch < K ? hk * K + ch : HK * K + hk * K + (ch - K);
       Elem<ACT>::store(pc.state.at(raw, c, 0), j * pc.state.s_w, Elem<ACT>::load(qk_win, i));
     }
@@ -398,7 +405,7 @@ void launch(const Device& dev, const ConvProblem& pc, const GdnProblem& pd, cons
   if (dev.arch >= 90 && G * kCTiles <= kMaxCluster && pd.num_seqs * pd.d.HK * G * kCTiles <= 2 * dev.sm_count) {
     const unsigned cs = unsigned(G * kCTiles);
     launch_cluster(dev.pdl(), cs, decode_step_cluster_kernel<ACT, ST, OUT, FP8>, unsigned(pd.num_seqs * pd.d.HK) * cs,
-                   kCThreads, 0, stream, pc, pd, pn);
+                   kCThreads, 0, stream, pc, pd, pn, StepDiv(pd, cs));
     check_launch("decode_step_cluster_kernel");
     return;
   }
@@ -415,7 +422,7 @@ void launch(const Device& dev, const ConvProblem& pc, const GdnProblem& pd, cons
   int per_sm = 0;
   check(gpuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem), "decode step occupancy");
   const unsigned grid = unsigned(std::min<int64_t>(items, int64_t(std::max(per_sm, 1)) * dev.sm_count));
-  launch_pdl(dev.pdl(), kernel, grid, kThreads, smem, stream, pc, pd, pn, int(items), ns);
+  launch_pdl(dev.pdl(), kernel, grid, kThreads, smem, stream, pc, pd, pn, StepDiv(pd, per_item), int(items), ns);
   check_launch("decode_step_kernel");
 }
 

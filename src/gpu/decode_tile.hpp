@@ -96,6 +96,20 @@ struct TokenSmem {
   float q[kMaxHeadDim], k[kMaxHeadDim], red[kRG][BV], u[BV], scratch[2 * kThreads / 32], gate[2];
 };
 
+// Item index -> (sequence, head, tile), value head -> key head, by multiply and shift (FastDiv)
+// instead of run-time divisions. Items < 2^31 (the launch checks).
+struct ItemDiv {
+  FastDiv tiles, heads, group;  // tiles a head, value heads HV, value heads a key head
+  ItemDiv(int64_t t, const LayerDims& d)
+      : tiles(uint32_t(t)), heads(uint32_t(d.HV)), group(uint32_t(d.HV / d.HK)) {}
+  __device__ __forceinline__ void item(uint32_t it, int64_t& b, int64_t& h, int64_t& tile) const {
+    const uint32_t q = tiles.div(it), bb = heads.div(q);
+    tile = it - q * tiles.d, h = q - bb * heads.d, b = bb;
+  }
+  __device__ __forceinline__ int64_t seq(uint32_t it) const { return heads.div(tiles.div(it)); }
+  __device__ __forceinline__ int64_t key_head(int64_t h) const { return group.div(uint32_t(h)); }
+};
+
 // The slot a sequence's state is read from (-1: none, PAD or out of range).
 __device__ __forceinline__ int64_t read_slot_of(const GdnProblem& p, int64_t b) {
   int64_t slot = -1;

@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(kThreads) norm_rows_kernel(NormProblem p, uint
     for (int u = 0; u < U; ++u) {
       const uint32_t r = r0 + u * workers;
       if (r < rows) {
-        const uint32_t t = r / HV, h = r - t * HV;
+        const uint32_t t = p.d.hv_div.div(r), h = r - t * HV;
         const char *x = p.x.at(t, 0, h), *z = p.z.at(t, 0, h);
 #pragma unroll
         for (int s = 0; s < SPANS; ++s)
@@ -125,7 +125,7 @@ __global__ void __launch_bounds__(kThreads) norm_rows_kernel(NormProblem p, uint
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const uint32_t r = r0 + u * workers;
-      const uint32_t t = r / HV, h = r - t * HV;
+      const uint32_t t = p.d.hv_div.div(r), h = r - t * HV;
       norm_row16<OUT, FP8, SPANS>(p, xs[u], zs[u], w, fmax, lane, t, h, r < rows ? p.out.at(t, 0, h) : nullptr);
     }
   }

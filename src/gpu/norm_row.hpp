@@ -41,8 +41,9 @@ __device__ __forceinline__ void norm_row16(const NormProblem& p, const float (&x
       for (int c = 0; c < kPer; ++c) amax = fmaxf(amax, fabsf(y[c]));
       for (int m = 1; m < gs / kPer; m <<= 1) amax = fmaxf(amax, shfl_xor32(amax, m));
       const float scale = fmaxf(amax / fmax, FLT_MIN);
-      const int64_t col = s * 128 + lane * kPer;
-      if (out && col % gs == 0) store_float(p.scales.at(t, (int64_t(h) * V + col) / gs), p.scales.dt, scale);
+      const int col = s * 128 + lane * kPer, gshift = __ffs(gs) - 1;  // gs divides 128: a power of two
+      if (out && (col & (gs - 1)) == 0)
+        store_float(p.scales.at(t, (int64_t(h) * V + col) >> gshift), p.scales.dt, scale);
 #pragma unroll
       for (int c = 0; c < kPer; ++c) y[c] = y[c] * (1.0f / scale);
     }
