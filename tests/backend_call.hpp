@@ -15,6 +15,9 @@
 #if defined(GDN_TEST_CUDA)
 #include <cuda_runtime.h>
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 namespace gdnt {
 
@@ -57,6 +60,11 @@ inline bool host_range(const gdn_tensor& t, uintptr_t* lo, uintptr_t* hi) {
   if (last > (int64_t(1) << 32)) return false;
   *lo = reinterpret_cast<uintptr_t>(t.data);
   *hi = *lo + uintptr_t(last + 1) * es;
+#if defined(__SANITIZE_ADDRESS__)
+  // A rejected view may reach past its host buffer: mirror only the addressable part.
+  if (void* bad = __asan_region_is_poisoned(t.data, *hi - *lo)) *hi = reinterpret_cast<uintptr_t>(bad);
+  if (*hi <= *lo) return false;
+#endif
   return true;
 }
 
@@ -92,7 +100,7 @@ gdn_status call_mirrored(gdn_status (*fn)(gdn_layer, const Args*, void*, size_t,
   for (size_t i = 0; i < merged.size(); ++i) {
     const size_t n = merged[i].hi - merged[i].lo;
     before[i].assign(reinterpret_cast<const char*>(merged[i].lo), reinterpret_cast<const char*>(merged[i].hi));
-    if (cudaMalloc(&dev[i], n + 256) != cudaSuccess) std::abort();
+    if (cudaMalloc(&dev[i], merged[i].lo % 256 + n) != cudaSuccess) std::abort();
     cudaMemcpy(dev[i] + merged[i].lo % 256, before[i].data(), n, cudaMemcpyHostToDevice);
   }
   for (gdn_tensor* t : ts)

@@ -248,12 +248,12 @@ void conv_prefill(const Device&, const ConvProblem& p, void* stream) {
   dispatch_conv(p, [&](auto a, auto w, auto s) {
     constexpr int32_t A = decltype(a)::value, WT = decltype(w)::value, ST = decltype(s)::value;
     if (T > 0) {
-      conv_prefill_kernel<A, WT, ST><<<dim3(ceil_div(T, kTokensPerThread), ceil_div(C, kThreads)), kThreads, 0,
-                                       gpuStream_t(stream)>>>(p, T);
+      launch_plain(conv_prefill_kernel<A, WT, ST>, dim3(ceil_div(T, kTokensPerThread), ceil_div(C, kThreads)), kThreads,
+                   0, gpuStream_t(stream), p, T);
       check_launch("conv_prefill_kernel");
     }
-    conv_final_state_kernel<A, ST>
-        <<<dim3(unsigned(p.num_seqs), ceil_div(C, kThreads)), kThreads, 0, gpuStream_t(stream)>>>(p);
+    launch_plain(conv_final_state_kernel<A, ST>, dim3(unsigned(p.num_seqs), ceil_div(C, kThreads)), kThreads, 0,
+                 gpuStream_t(stream), p);
     check_launch("conv_final_state_kernel");
   });
 }

@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(BV / 4 * kRG, 768 / (BV / 4 * kRG))
   constexpr int kCT = BV / 4, kThreads = kCT * kRG, kRows = ROWS * kRG;
   using T = typename Elem<ST>::T;
   using A = typename Elem<ACT>::T;
-  extern __shared__ __align__(16) unsigned char stage_raw[];
+  GDN_DYNAMIC_SMEM(unsigned char, stage_raw);
   T* stages = reinterpret_cast<T*>(stage_raw);  // [NS][kRows][BV]
   __shared__ TokenSmem<BV> sm;
   __shared__ int64_t slot_s[NS];  // read slot of the item in each stage

@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc
   using T = typename Elem<ST>::T;
   const int K = int(pd.d.K), HK = int(pd.d.HK), G = int(pd.d.HV / pd.d.HK), W = int(pc.d.W);
   const ItemInputs in{2 * K + G * kV, W - 1, W, G};
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  GDN_DYNAMIC_SMEM(unsigned char, smem_raw);
   T* stages = reinterpret_cast<T*>(smem_raw);                                    // [NS][K][kBV]
   uint16_t* inputs = reinterpret_cast<uint16_t*>(stages + ns * K * kBV);          // [2][in.elems()]
   float* v_s = reinterpret_cast<float*>(inputs + 2 * in.elems());               // [G][128]
@@ -284,7 +284,7 @@ constexpr int kCBV = 32, kCTiles = kV / kCBV, kCThreads = kCBV / 4 * kRG, kMaxCl
 template <int32_t ACT, int32_t ST, int32_t OUT, bool FP8>
 __global__ void __launch_bounds__(kCThreads) decode_step_cluster_kernel(ConvProblem pc, GdnProblem pd,
                                                                         NormProblem pn, StepDiv dv) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if defined(GDN_DEVICE_CLUSTERS)
   pdl_wait();  // launched with launch_cluster(pdl): inputs may come from the previous kernel
   using A = typename Elem<ACT>::T;
   const int K = int(pd.d.K), HK = int(pd.d.HK), G = int(pd.d.HV / pd.d.HK), W = int(pc.d.W);

@@ -17,7 +17,7 @@
 #include "../common/numeric.hpp"
 #include "portability.hpp"
 
-#if defined(__CUDACC__) && !defined(__HIPCC__) && !defined(GDN_WITH_HIP)
+#if (defined(__CUDACC__) && !defined(__HIPCC__) && !defined(GDN_WITH_HIP)) || defined(GDN_GPU_SIM)
 #define GDN_HAVE_MMA 1
 #else
 #define GDN_HAVE_MMA 0
@@ -170,6 +170,8 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
       "{%0,%1,%2,%3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(GDN_GPU_SIM)
+  gdnsim::mma_m16n8k16_bf16(d, a, b);
 #else
   (void)d, (void)a, (void)b;
   __builtin_trap();  // never launched: the host picks tensor-core kernels on sm_80+ only

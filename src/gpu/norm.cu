@@ -16,7 +16,7 @@ constexpr int kThreads = 256, kLanes = 32, kGroups = kThreads / kLanes;
 template <int32_t ACT, int32_t OUT, bool FP8, int PER>  // PER >= V / 32
 __global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p, int hb) {
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
-  extern __shared__ float smem[];
+  GDN_DYNAMIC_SMEM(float, smem);
   const int64_t V = p.d.V, t = blockIdx.x, h0 = int64_t(blockIdx.y) * hb;
   const int64_t HV = hb;   // heads of this block: h0 .. h0 + hb - 1; indices below are local
   float* w_s = smem;       // [V]

@@ -39,6 +39,15 @@
 
 #include "../core/error.hpp"
 
+// GDN_GPU_SIM: a test build that runs these kernels on the CPU (tests/gpusim: the CUDA runtime and
+// device built-ins as host code); it takes the CUDA paths below except where noted.
+#if defined(GDN_GPU_SIM)
+#define GDN_DYNAMIC_SMEM(type, name) type* const name = static_cast<type*>(gdnsim::gdnsim_dynamic_smem())
+#else
+// The block's dynamic shared memory as `type name[]`.
+#define GDN_DYNAMIC_SMEM(type, name) extern __shared__ __align__(16) type name[]
+#endif
+
 namespace gdn::gpu {
 
 // Throws GDN_ERROR_DEVICE with the runtime's message (launch errors included).
@@ -159,6 +168,11 @@ __device__ __forceinline__ void pdl_release() {
 template <class... KArgs, class... Args>
 void launch_ex(bool pdl, unsigned cluster, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
                gpuStream_t stream, Args... args) {
+#if defined(GDN_GPU_SIM)
+  (void)pdl;
+  check(gdnsim::launch(kernel, grid, block, dim3(cluster > 1 ? cluster : 1u, 1, 1), smem, stream, args...),
+        "kernel launch");
+#else
   cudaLaunchAttribute attr[2];
   unsigned n = 0;
   if (cluster > 1) {
@@ -181,11 +195,22 @@ void launch_ex(bool pdl, unsigned cluster, void (*kernel)(KArgs...), dim3 grid, 
   cfg.attrs = attr;
   cfg.numAttrs = n;
   check(cudaLaunchKernelEx(&cfg, kernel, args...), "kernel launch");
+#endif
 }
 #endif
 
-// kernel<<<grid, block, smem, stream>>>(args...), with the programmatic-serialization attribute
-// when `pdl` (the caller passes true only on sm_90+ NVIDIA devices).
+// kernel<<<grid, block, smem, stream>>>(args...); errors surface through check_launch().
+template <class... KArgs, class... Args>
+void launch_plain(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, gpuStream_t stream, Args... args) {
+#if defined(GDN_GPU_SIM)
+  (void)gdnsim::launch(kernel, grid, block, dim3(1, 1, 1), smem, stream, args...);
+#else
+  kernel<<<grid, block, smem, stream>>>(args...);
+#endif
+}
+
+// launch_plain with the programmatic-serialization attribute when `pdl` (the caller passes true
+// only on sm_90+ NVIDIA devices).
 template <class... KArgs, class... Args>
 void launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, gpuStream_t stream,
                 Args... args) {
@@ -193,7 +218,7 @@ void launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_
   if (pdl) return launch_ex(true, 1, kernel, grid, block, smem, stream, args...);
 #endif
   (void)pdl;
-  kernel<<<grid, block, smem, stream>>>(args...);
+  launch_plain(kernel, grid, block, smem, stream, args...);
 }
 
 #if !defined(__HIPCC__) && !defined(GDN_WITH_HIP)
@@ -208,7 +233,16 @@ void launch_cluster(bool pdl, unsigned cluster, void (*kernel)(KArgs...), dim3 g
                     gpuStream_t stream, Args... args) {
   launch_ex(pdl, cluster, kernel, grid, block, smem, stream, args...);
 }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if defined(GDN_GPU_SIM)
+#define GDN_DEVICE_CLUSTERS 1
+inline void cluster_sync() { gdnsim::gdnsim_sync_cluster(); }
+inline void cluster_sync_relaxed() { gdnsim::gdnsim_sync_cluster(); }
+inline const float* cluster_peer(const float* p, unsigned rank) {
+  return static_cast<const float*>(gdnsim::gdnsim_cluster_peer(p, rank));
+}
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+// Device code of kernels that use clusters is compiled where this is defined.
+#define GDN_DEVICE_CLUSTERS 1
 __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }

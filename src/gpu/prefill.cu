@@ -202,7 +202,7 @@ size_t chunk_smem_floats(int64_t K, bool raw = false) {
 template <int32_t ACT, int BT, bool VEC, int KM>
 __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chunk_kernel(GdnProblem p, Work w) {
   constexpr bool MMA = KM > 0, RAW = MMA && raw_qk(ACT);
-  extern __shared__ float smem[];
+  GDN_DYNAMIC_SMEM(float, smem);
   const int64_t K = MMA ? KM : p.d.K, KP = RAW ? K / 2 + 4 : row_stride(K), HV = p.d.HV, HK = p.d.HK, G = HV / HK;
   constexpr int MS = BT + 1;  // matrix row stride
   // q and k live until the Gram matrices are done; A and Tb reuse their space.
@@ -530,7 +530,7 @@ size_t state_smem_floats
 template <int32_t ACT, int32_t ST, int BT, bool VEC>
 __global__ void __launch_bounds__(8 * BT) state_kernel(GdnProblem p, Work w, int64_t tiles) {
   constexpr int NT = 8 * BT;
-  extern __shared__ float smem[];
+  GDN_DYNAMIC_SMEM(float, smem);
   const int64_t K = p.d.K, KP = row_stride(K), V = p.d.V, HV = p.d.HV, HK = p.d.HK;
   constexpr int MP = BT + 4;  // Tb / Pm row stride (float4 steps)
   float* q_s = smem;                // [BT][KP]
@@ -680,7 +680,7 @@ template <int32_t ACT, int32_t ST, int KD>
 __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Work w, int64_t tiles) {
   constexpr int BT = kMmaBT, NT = kMmaThreads, MP = BT + 4, TW = BT / 2 + 4;
   constexpr bool RAW = raw_qk(ACT);
-  extern __shared__ float smem[];
+  GDN_DYNAMIC_SMEM(float, smem);
   constexpr int K = KD, RW = K / 2 + 4;
   const int64_t HV = p.d.HV, HK = p.d.HK;
   // q / k operand tiles [BT][RW] (words along k): RAW: q and k of two chunks (buffers 0 / 1);
@@ -1004,7 +1004,7 @@ bool use_mma(const Device& dev, const GdnProblem& p) {
 template <int32_t ACT, int32_t ST, int BT>
 void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t stream) {
   const bool vec = rows_vec4(p);
-  offsets_kernel<<<1, kThreads, 0, stream>>>(p, BT, w.offsets);
+  launch_plain(offsets_kernel, 1, kThreads, 0, stream, p, BT, w.offsets);
   check_launch("prefill offsets_kernel");
 
 #if GDN_HAVE_MMA
@@ -1017,7 +1017,7 @@ void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t s
     const size_t smem = chunk_smem_floats<BT>(p.d.K, mma && raw_qk(ACT)) * sizeof(float);
     auto run = [&](auto kernel) {
       set_smem(kernel, smem, "prefill chunk_kernel smem");
-      kernel<<<dim3(unsigned(max_chunks), unsigned(p.d.HK)), kThreads, smem, stream>>>(p, w);
+      launch_plain(kernel, dim3(unsigned(max_chunks), unsigned(p.d.HK)), kThreads, smem, stream, p, w);
       check_launch("prefill chunk_kernel");
     };
 #if GDN_HAVE_MMA
@@ -1037,7 +1037,7 @@ void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t s
     const size_t smem = size_t(mma_smem_words(p.d.K, p.q.dt)) * 4;
     auto run = [&](auto kernel) {
       set_smem(kernel, smem, "prefill state_mma_kernel smem");
-      kernel<<<unsigned(p.num_seqs * p.d.HV * tiles), kMmaThreads, smem, stream>>>(p, w, tiles);
+      launch_plain(kernel, unsigned(p.num_seqs * p.d.HV * tiles), kMmaThreads, smem, stream, p, w, tiles);
       check_launch("prefill state_mma_kernel");
     };
     if (p.d.K == 64)
@@ -1050,7 +1050,7 @@ void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t s
   const size_t smem = state_smem_floats<BT>(p.d.K) * sizeof(float);
   auto run = [&](auto kernel) {
     set_smem(kernel, smem, "prefill state_kernel smem");
-    kernel<<<unsigned(p.num_seqs * p.d.HV * tiles), 8 * BT, smem, stream>>>(p, w, tiles);
+    launch_plain(kernel, unsigned(p.num_seqs * p.d.HV * tiles), 8 * BT, smem, stream, p, w, tiles);
     check_launch("prefill state_kernel");
   };
   if (vec)
