@@ -148,7 +148,7 @@ std::string read_file(const char* path) {
 
 struct Bench {
   gdn_context ctx = nullptr;
-  gdn_layer layer = nullptr, layer_bf16_state = nullptr;
+  gdn_layer layer = nullptr, layer_bf16_state = nullptr, layer_bf16_products = nullptr;
   int iters = 20;
   double copy_bw = 0;  // bytes/s, read + write counted
   std::vector<Row> rows;
@@ -360,7 +360,9 @@ struct Bench {
     add("norm_fp8", "T=" + std::to_string(T), t, double(x.bytes + z.bytes + w.bytes + q8.bytes + sc.bytes));
   }
 
-  void prefill(int64_t N, int64_t len) {
+  // bf16: the layer with GDN_PRECISION_BF16 prefill products (row "prefill_bf16p").
+  void prefill(int64_t N, int64_t len, bool bf16 = false) {
+    const gdn_layer lay = bf16 ? layer_bf16_products : layer;
     const int64_t T = N * len;
     Buffer q(GDN_DTYPE_BF16, {T, HK, K}), k(GDN_DTYPE_BF16, {T, HK, K}), v(GDN_DTYPE_BF16, {T, HV, V});
     Buffer a(GDN_DTYPE_BF16, {T, HV}), b(GDN_DTYPE_BF16, {T, HV}), A_log(GDN_DTYPE_F32, {HV}),
@@ -371,7 +373,7 @@ struct Bench {
     Buffer state(GDN_DTYPE_F32, {N, HV, K, V}), out(GDN_DTYPE_BF16, {T, HV, V}), cub(GDN_DTYPE_I32, {N + 1}, cu),
         slot(GDN_DTYPE_I32, {N}, slots);
     size_t ws_bytes = 0;
-    CHECK(gdn_prefill_workspace_size(layer, T, N, &ws_bytes));
+    CHECK(gdn_prefill_workspace_size(lay, T, N, &ws_bytes));
     Workspace ws(ws_bytes);
     gdn_prefill_args args{};
     args.struct_size = sizeof args;
@@ -380,11 +382,12 @@ struct Bench {
     args.cu_seqlens = cub.view(), args.slot_idx = slot.view();
     const int saved = iters;
     iters = std::max(3, iters / 4);
-    auto call = [&](int, void* stream) { CHECK(gdn_prefill(layer, &args, ws.ptr, ws.bytes, stream)); };
+    auto call = [&](int, void* stream) { CHECK(gdn_prefill(lay, &args, ws.ptr, ws.bytes, stream)); };
     const double t = time_calls(1, call, 4);
     iters = saved;
     const double bytes = double(q.bytes + k.bytes + v.bytes + a.bytes + b.bytes + out.bytes) + 2.0 * double(state.bytes);
-    add("prefill", (N == 1 ? "T=" + std::to_string(T) : std::to_string(N) + "x" + std::to_string(len)), t, bytes);
+    add(bf16 ? "prefill_bf16p" : "prefill", (N == 1 ? "T=" + std::to_string(T) : std::to_string(N) + "x" + std::to_string(len)),
+        t, bytes);
     const double flops = double(T) * double(HV) * (6.0 * double(K * V) + 2.0 * 64.0 * double(K + V));
     std::printf("%-12s %-28s %.1f GFLOP/s (chunked form, ~%.0f kFLOP per token and head), %.0f tokens/s\n", "", "",
                 flops / t / 1e9, flops / double(T * HV) / 1e3, double(T) / t);
@@ -393,7 +396,8 @@ struct Bench {
   // Side by side with a reference's times: a JSON file in this bench's format (rows with "op",
   // "shape", "time_us"), e.g. docs/bench-h100-triton.json. A reference row matches a row of ours
   // with the same op, or the op plus one "_label" (decode_triton -> decode), and the same first
-  // word of the shape.
+  // word of the shape; our "<op>_bf16p" rows (bf16 products: the reference's accuracy) match its
+  // "<op>_<label>" rows too.
   void print_reference(const char* path, const std::string& text) const {
     auto field = [](const std::string& row, const char* key) {  // the value after "key": (string or number)
       const std::string k = std::string("\"") + key + "\":";
@@ -421,8 +425,10 @@ struct Bench {
       if (op.empty() || t.empty()) continue;
       const double ref_us = std::atof(t.c_str());
       for (const Row& r : rows) {
-        const bool same_op = op == r.op || (op.size() > r.op.size() + 1 && op.compare(0, r.op.size(), r.op) == 0 &&
-                                            op[r.op.size()] == '_' && op.find('_', r.op.size() + 1) == std::string::npos);
+        const std::string base = r.op.size() > 6 && r.op.compare(r.op.size() - 6, 6, "_bf16p") == 0
+                                     ? r.op.substr(0, r.op.size() - 6) : r.op;
+        const bool same_op = op == r.op || (op.size() > base.size() + 1 && op.compare(0, base.size(), base) == 0 &&
+                                            op[base.size()] == '_' && op.find('_', base.size() + 1) == std::string::npos);
         if (!same_op || first_word(shape) != first_word(r.shape) || ref_us <= 0) continue;
         std::printf("%-12s %-14s %9.2f us %9.2f us %8.2f  %s\n", r.op.c_str(), first_word(r.shape).c_str(),
                     r.seconds * 1e6, ref_us, ref_us / (r.seconds * 1e6), op.c_str());
@@ -500,6 +506,9 @@ int main(int argc, char** argv) {
   CHECK(gdn_layer_create(bench.ctx, &cfg, &bench.layer));
   cfg.state_dtype = GDN_DTYPE_BF16;
   CHECK(gdn_layer_create(bench.ctx, &cfg, &bench.layer_bf16_state));
+  cfg.state_dtype = GDN_DTYPE_F32;
+  cfg.prefill_precision = GDN_PRECISION_BF16;
+  CHECK(gdn_layer_create(bench.ctx, &cfg, &bench.layer_bf16_products));
   std::printf("libgdn %s, %s backend%s, Qwen3-Next shapes (HK=16 HV=32 K=V=128, bf16 activations, fp32 state)\n",
               gdn_version_string(), backend.c_str(),
               g_gpu ? "" : (", " + std::to_string(nthreads) + " threads").c_str());
@@ -523,18 +532,21 @@ int main(int argc, char** argv) {
     for (int64_t B : sizes({1, 8, 32, 128, 512}, {1, 32, 128})) bench.conv_update(B);
   if (want("norm_fp8"))
     for (int64_t T : sizes({1, 32, 128, 1024, 8192}, {1, 128, 1024})) bench.norm_fp8(T);
-  if (!want("prefill")) {
-  } else if (big) {
-    bench.prefill(1, 4096);
-    bench.prefill(1, 16384);
-    bench.prefill(16, 2048);
-  } else {
-    bench.prefill(1, quick ? 256 : 1024);
+  for (bool bf16 : {false, true}) {
+    if (!want(bf16 ? "prefill_bf16p" : "prefill")) {
+    } else if (big) {
+      bench.prefill(1, 4096, bf16);
+      bench.prefill(1, 16384, bf16);
+      bench.prefill(16, 2048, bf16);
+    } else {
+      bench.prefill(1, quick ? 256 : 1024, bf16);
+    }
   }
   if (json) bench.write_json(json, backend.c_str(), nthreads);
   if (reference) bench.print_reference(reference, reference_text);
   gdn_layer_destroy(bench.layer);
   gdn_layer_destroy(bench.layer_bf16_state);
+  gdn_layer_destroy(bench.layer_bf16_products);
   gdn_context_destroy(bench.ctx);
   return 0;
 }

@@ -140,6 +140,18 @@ typedef enum gdn_input_layout {
 
 typedef enum gdn_activation { GDN_ACTIVATION_NONE = 0, GDN_ACTIVATION_SILU = 1 } gdn_activation;
 
+/* Precision of the chunked prefill's matrix products (gdn_layer_config.prefill_precision). The
+   state itself, the gates and every accumulation stay fp32 either way. */
+typedef enum gdn_precision {
+  /* fp32-accurate products (on tensor cores: each operand split into two bf16, 2-3 products). */
+  GDN_PRECISION_FP32 = 0,
+  /* Products on bf16 operands (the state, W/U-form intermediates and q/k rounded to bf16 as
+     operands), fp32 accumulation: the accuracy of FLA's chunked kernels that vLLM and SGLang run.
+     A permission, not a requirement: it changes the CUDA tensor-core prefill (sm_80+, K = 64 or
+     128); the CPU backend and the other GPU paths compute at fp32. */
+  GDN_PRECISION_BF16 = 1
+} gdn_precision;
+
 typedef struct gdn_layer_config {
   uint32_t struct_size;
   int32_t num_k_heads;   /* HK */
@@ -157,6 +169,7 @@ typedef struct gdn_layer_config {
   int32_t use_qk_l2norm; /* nonzero: L2-normalise q and k (eps 1e-6) */
   float scale;           /* q scale; 0 = head_k_dim^-0.5 */
   float norm_eps;        /* RMSNormGated eps (1e-6) */
+  int32_t prefill_precision; /* gdn_precision (GDN_PRECISION_FP32) */
 } gdn_layer_config;
 
 typedef struct gdn_layer_s* gdn_layer;

@@ -98,6 +98,7 @@ TEST(Api, LayerConfigValidation) {
       {"group 100", [](gdn_layer_config& c) { c.fp8_group_size = 100; }, GDN_ERROR_INVALID_ARGUMENT},
       {"group 0", [](gdn_layer_config& c) { c.fp8_group_size = 0; }, GDN_ERROR_INVALID_ARGUMENT},
       {"layout", [](gdn_layer_config& c) { c.input_layout = 7; }, GDN_ERROR_INVALID_ARGUMENT},
+      {"precision", [](gdn_layer_config& c) { c.prefill_precision = 2; }, GDN_ERROR_INVALID_ARGUMENT},
       {"scale nan", [](gdn_layer_config& c) { c.scale = NAN; }, GDN_ERROR_INVALID_ARGUMENT},
       {"eps negative", [](gdn_layer_config& c) { c.norm_eps = -1; }, GDN_ERROR_INVALID_ARGUMENT},
       {"struct_size 0", [](gdn_layer_config& c) { c.struct_size = 0; }, GDN_ERROR_BAD_VERSION},

@@ -10,6 +10,7 @@ struct PrefillParam {
   gdn_dtype act, state;
   std::vector<int64_t> lens;
   bool raw, l2norm, grouped;
+  int32_t precision = GDN_PRECISION_FP32;
 };
 // Parameters are spelled out in the test name; keep ctest names short.
 void PrintTo(const PrefillParam&, std::ostream* os) { *os << "(see name)"; }
@@ -22,7 +23,7 @@ std::string name_of(const ::testing::TestParamInfo<PrefillParam>& info) {
   std::string s = "hk" + std::to_string(p.hk) + "_hv" + std::to_string(p.hv) + "_k" + std::to_string(p.k) + "_v" +
                   std::to_string(p.v) + "_" + gdn_dtype_name(p.act) + "_s" + gdn_dtype_name(p.state) + "_n" +
                   std::to_string(p.lens.size()) + (p.raw ? "_raw" : "_pre") + (p.l2norm ? "_l2" : "_nol2") +
-                  (p.grouped ? "_grp" : "");
+                  (p.grouped ? "_grp" : "") + (p.precision == GDN_PRECISION_BF16 ? "_pbf16" : "");
   return s;
 }
 
@@ -38,6 +39,8 @@ TEST_P(Prefill, MatchesOracle) {
   Ctx ctx;
   gdn_layer_config cfg = small_config(P.hk, P.hv, P.k, P.v, P.act, P.state);
   cfg.use_qk_l2norm = P.l2norm;
+  cfg.prefill_precision = P.precision;
+  if (gpu_refuses(ctx.ctx, cfg)) GTEST_SKIP() << gdn_last_error_message();
   Layer layer(ctx.ctx, cfg);
   const int64_t N = int64_t(P.lens.size());
   int64_t T = 0;
@@ -71,9 +74,12 @@ TEST_P(Prefill, MatchesOracle) {
   Workspace ws;
   ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer.layer, T, N, b); }));
   ASSERT_EQ(call(gdn_prefill, layer.layer, &args, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
-  const double tol = tol_for(P.act);
+  // GDN_PRECISION_BF16: bf16 operands in every product (FLA's accuracy): a few 1e-3 absolute
+  // on these inputs, against ~1e-5 for the fp32-accurate products.
+  const bool low = P.precision == GDN_PRECISION_BF16;
+  const double tol = low ? std::max(tol_for(P.act), 1e-2) : tol_for(P.act);
   EXPECT_TRUE(close(c.out.values(), want, tol, tol, "out"));
-  const double st = P.state == GDN_DTYPE_BF16 ? 1.2e-2 : 2e-4;
+  const double st = P.state == GDN_DTYPE_BF16 ? 1.2e-2 : low ? 1e-2 : 2e-4;
   EXPECT_TRUE(close(c.state.values(), pool, st, st, "state"));
 }
 
@@ -91,8 +97,56 @@ const PrefillParam kPrefillParams[] = {
     {1, 2, 256, 64, GDN_DTYPE_F32, GDN_DTYPE_F32, {65, 3}, true, true, false},
     {1, 1, 1, 1, GDN_DTYPE_F32, GDN_DTYPE_F32, {5, 0, 70}, true, true, false},
     {0 + 1, 2, 64, 256, GDN_DTYPE_F32, GDN_DTYPE_F32, {}, true, true, false},
+    // bf16 products (on the CUDA tensor-core path: raw bf16 q/k, scaled f32 / f16 ones, bf16 state)
+    {2, 4, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, {5, 130, 64, 0, 17}, false, true, true, GDN_PRECISION_BF16},
+    {2, 4, 64, 64, GDN_DTYPE_F32, GDN_DTYPE_F32, {200, 1, 64, 129}, true, true, false, GDN_PRECISION_BF16},
+    {2, 4, 128, 128, GDN_DTYPE_F16, GDN_DTYPE_BF16, {100, 3}, true, true, false, GDN_PRECISION_BF16},
+    {3, 3, 9, 17, GDN_DTYPE_F32, GDN_DTYPE_F32, {100, 28}, true, false, false, GDN_PRECISION_BF16},
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, Prefill, ::testing::ValuesIn(kPrefillParams), name_of);
+
+// GDN_PRECISION_BF16 is a permission: the CPU backend and the GPU's fp32-core kernels (AMD) compute
+// exactly as with FP32; the CUDA tensor-core path (this shape takes it) gives a different, less
+// accurate result.
+TEST(PrefillPrecision, Bf16ChangesOnlyTheTensorCorePath) {
+  auto run = [](int32_t precision, std::vector<double>* out, std::vector<double>* state) {
+    Ctx ctx;
+    gdn_layer_config cfg = small_config(2, 4, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32);
+    cfg.prefill_precision = precision;
+    Layer layer(ctx.ctx, cfg);
+    const int64_t T = 150;
+    GdnCase c(cfg, {T}, 2, 31337, true);
+    Buf cu(GDN_DTYPE_I32, {2}), slot(GDN_DTYPE_I32, {1});
+    cu.set(1, double(T));
+    slot.set(0, 1);
+    auto args = make_args<gdn_prefill_args>();
+    c.fill_args(args);
+    args.cu_seqlens = cu.view();
+    args.slot_idx = slot.view();
+    Workspace ws;
+    ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer.layer, T, 1, b); }));
+    ASSERT_EQ(call(gdn_prefill, layer.layer, &args, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
+    *out = c.out.values();
+    *state = c.state.values();
+  };
+  std::vector<double> o32, s32, o16, s16;
+  run(GDN_PRECISION_FP32, &o32, &s32);
+  run(GDN_PRECISION_BF16, &o16, &s16);
+  // The CUDA tensor-core prefill at K = 128 needs sm_80+ and ~185 KB of shared memory: H100 and
+  // later (an A100's 163 KB takes the fp32-core kernels).
+  bool tensor_cores = false;
+#if defined(GDN_TEST_CUDA)
+  cudaDeviceProp prop;
+  if (test_backend() == GDN_BACKEND_CUDA && cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
+    tensor_cores = prop.major >= 9 && prop.warpSize == 32;
+#endif
+  if (!tensor_cores) {
+    EXPECT_TRUE(o32 == o16 && s32 == s16) << "without the tensor-core path every precision computes at fp32";
+  } else {
+    EXPECT_FALSE(s32 == s16) << "bf16 products did not change the state: the knob did not reach the kernel";
+    EXPECT_TRUE(close(s16, s32, 1e-2, 1e-2, "state"));
+  }
+}
 
 // The same sequence through prefill, and token by token through decode, from the same state.
 TEST(PrefillVsDecode, TokenByTokenDecodeEqualsPrefill) {

@@ -161,6 +161,17 @@ struct Layer {
   ~Layer() { gdn_layer_destroy(layer); }
 };
 
+// A GPU backend refuses shapes its device cannot hold (GDN_ERROR_UNSUPPORTED with a message, e.g.
+// K = 256 with the 64 KB of LDS of AMD GPUs); a test of such a shape skips there. The CPU backend
+// takes every valid shape, so it never skips.
+inline bool gpu_refuses(gdn_context ctx, const gdn_layer_config& cfg) {
+  if (test_backend() == GDN_BACKEND_CPU) return false;
+  gdn_layer layer = nullptr;
+  const gdn_status st = gdn_layer_create(ctx, &cfg, &layer);
+  gdn_layer_destroy(layer);
+  return st == GDN_ERROR_UNSUPPORTED;
+}
+
 inline gdn_layer_config small_config(int hk, int hv, int k, int v, gdn_dtype act = GDN_DTYPE_BF16,
                                      gdn_dtype state = GDN_DTYPE_F32) {
   gdn_layer_config c;

@@ -136,6 +136,8 @@ type LayerConfig struct {
 	FP8GroupSize                                        int
 	GroupedLayout, QKL2Norm                             bool
 	Scale, NormEps                                      float32
+	// BF16Prefill: prefill products on bf16 operands (GDN_PRECISION_BF16, FLA's accuracy).
+	BF16Prefill bool
 }
 
 // DefaultLayerConfig returns the library's defaults (Qwen3-Next-80B-A3B).
@@ -149,6 +151,7 @@ func DefaultLayerConfig() LayerConfig {
 		FP8DType: DType(c.fp8_dtype), FP8GroupSize: int(c.fp8_group_size),
 		GroupedLayout: c.input_layout == C.GDN_LAYOUT_GROUPED, QKL2Norm: c.use_qk_l2norm != 0,
 		Scale: float32(c.scale), NormEps: float32(c.norm_eps),
+		BF16Prefill: c.prefill_precision == C.GDN_PRECISION_BF16,
 	}
 }
 
@@ -186,6 +189,10 @@ func NewLayer(ctx *Context, cfg LayerConfig) (*Layer, error) {
 	}
 	c.use_qk_l2norm = b2i(cfg.QKL2Norm)
 	c.scale, c.norm_eps = C.float(cfg.Scale), C.float(cfg.NormEps)
+	c.prefill_precision = C.GDN_PRECISION_FP32
+	if cfg.BF16Prefill {
+		c.prefill_precision = C.GDN_PRECISION_BF16
+	}
 	var h C.gdn_layer
 	if err := check(C.gdn_layer_create(ctx.h, &c, &h)); err != nil {
 		return nil, err

@@ -168,6 +168,7 @@ GDN_API void gdn_layer_config_init(gdn_layer_config* c) {
   c->use_qk_l2norm = 1;
   c->scale = 0.0f;
   c->norm_eps = 1e-6f;
+  c->prefill_precision = GDN_PRECISION_FP32;
 }
 
 GDN_API gdn_status gdn_layer_create(gdn_context ctx, const gdn_layer_config* config, gdn_layer* out) {
@@ -196,6 +197,8 @@ GDN_API gdn_status gdn_layer_create(gdn_context ctx, const gdn_layer_config* con
         if (d == dt) return;
       fail(GDN_ERROR_BAD_DTYPE, "%s = %s is not allowed here", name, gdn_dtype_name(gdn_dtype(dt)));
     };
+    if (c.prefill_precision != GDN_PRECISION_FP32 && c.prefill_precision != GDN_PRECISION_BF16)
+      fail(GDN_ERROR_INVALID_ARGUMENT, "prefill_precision = %d is not a gdn_precision", c.prefill_precision);
     dtype_in("act_dtype", c.act_dtype, {GDN_FLOAT_TYPES});
     dtype_in("state_dtype", c.state_dtype, {GDN_DTYPE_F32, GDN_DTYPE_BF16});
     dtype_in("out_dtype", c.out_dtype, {GDN_FLOAT_TYPES});

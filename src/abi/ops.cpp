@@ -120,6 +120,7 @@ StateView state_view(Operands& ops, const gdn_layer_s& L, const gdn_tensor& t) {
 void gdn_common(const gdn_layer_s& L, GdnProblem* p) {
   p->d = L.dims;
   p->l2norm = L.cfg.use_qk_l2norm != 0;
+  p->bf16_products = L.cfg.prefill_precision == GDN_PRECISION_BF16;
   p->scale = L.scale;
 }
 

@@ -160,6 +160,7 @@ struct ConvProblem {
 struct GdnProblem {
   LayerDims d;
   bool l2norm;
+  bool bf16_products;  // GDN_PRECISION_BF16: products on bf16 operands where a kernel has them (prefill)
   float scale;
   HeadView q, k, v, a, b, g, beta, out;
   VecView A_log, dt_bias;

@@ -74,7 +74,7 @@ class GpuBackend final : public Backend {
 }  // namespace
 
 bool gpu::Device::pdl() const {
-#if defined(GDN_WITH_HIP)
+#if defined(GDN_AMD_PATHS)
   return false;
 #else
   return arch >= 90;
@@ -89,7 +89,7 @@ Backend* make_gpu_backend(int32_t device) {
   }
   gpuDeviceProp prop;
   gpu::check(gpuGetDeviceProperties(&prop, device), "device properties");
-#if defined(GDN_WITH_HIP)
+#if defined(GDN_AMD_PATHS)
   const size_t optin = size_t(prop.sharedMemPerBlock);  // LDS: no opt-in beyond it
 #else
   const size_t optin = size_t(prop.sharedMemPerBlockOptin);

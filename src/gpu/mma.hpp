@@ -17,7 +17,7 @@
 #include "../common/numeric.hpp"
 #include "portability.hpp"
 
-#if (defined(__CUDACC__) && !defined(__HIPCC__) && !defined(GDN_WITH_HIP)) || defined(GDN_GPU_SIM)
+#if (defined(__CUDACC__) && !defined(__HIPCC__) && !defined(GDN_WITH_HIP)) || (defined(GDN_GPU_SIM) && !defined(GDN_SIM_HIP))
 #define GDN_HAVE_MMA 1
 #else
 #define GDN_HAVE_MMA 0
@@ -54,6 +54,10 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const uint32_t* ro
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(a));
+}
+__device__ __forceinline__ void ldmatrix_x2(uint32_t (&r)[2], const uint32_t* row) {  // lanes 0..15 give rows
+  const unsigned a = unsigned(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(a));
 }
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const uint32_t* row) {
   const unsigned a = unsigned(__cvta_generic_to_shared(row));
@@ -143,6 +147,19 @@ __device__ __forceinline__ void load_a1_trans(const uint32_t* w, int stride, int
     const int m = m0 + g + 8 * (r % 2), j = j0 + 2 * t + 8 * (r / 2);
     a[r] = half(j, m) | (half(j + 1, m) << 16);
   }
+#endif
+}
+
+// B fragments of a plain bf16 B^T (one value, no lo half): rows n0 .. n0 + 7, contraction words
+// w0 .. w0 + 7.
+__device__ __forceinline__ void load_b1(const uint32_t* w, int stride, int n0, int w0, uint32_t (&b)[2]) {
+  const int lane = threadIdx.x % 32;
+#if GDN_LDMATRIX
+  ldmatrix_x2(b, w + (n0 + lane % 8) * stride + w0 + 4 * ((lane / 8) % 2));
+#else
+  const int g = lane / 4, t = lane % 4;
+  const int o = (n0 + g) * stride + w0 + t;
+  b[0] = w[o], b[1] = w[o + 4];
 #endif
 }
 

@@ -39,6 +39,12 @@
 
 #include "../core/error.hpp"
 
+// The AMD code paths (no tensor-core mma, thread-block clusters or PDL; LDS without an opt-in):
+// HIP builds, and gpusim builds that model an AMD device (GDN_SIM_HIP).
+#if defined(__HIPCC__) || defined(GDN_WITH_HIP) || defined(GDN_SIM_HIP)
+#define GDN_AMD_PATHS 1
+#endif
+
 // GDN_GPU_SIM: a test build that runs these kernels on the CPU (tests/gpusim: the CUDA runtime and
 // device built-ins as host code); it takes the CUDA paths below except where noted.
 #if defined(GDN_GPU_SIM)
@@ -214,14 +220,14 @@ void launch_plain(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, 
 template <class... KArgs, class... Args>
 void launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, gpuStream_t stream,
                 Args... args) {
-#if !defined(__HIPCC__) && !defined(GDN_WITH_HIP)
+#if !defined(GDN_AMD_PATHS)
   if (pdl) return launch_ex(true, 1, kernel, grid, block, smem, stream, args...);
 #endif
   (void)pdl;
   launch_plain(kernel, grid, block, smem, stream, args...);
 }
 
-#if !defined(__HIPCC__) && !defined(GDN_WITH_HIP)
+#if !defined(GDN_AMD_PATHS)
 // Thread block clusters (NVIDIA sm_90): launch_cluster starts `grid` blocks in clusters of
 // `cluster` consecutive blocks (launch_pdl's attribute too when `pdl`); in the kernel,
 // cluster_sync() is a barrier over the cluster's blocks that also orders their memory writes

@@ -660,7 +660,8 @@ inline int64_t mma_smem_words(int64_t K, int32_t act) {
 
 // A 16 x 8 accumulator tile (rows r0 .., columns c .. c + 1 of this lane's fragment, see mma.hpp)
 // times per-row factors f0 (row g) and f8 (row g + 8), transposed into split bf16 halves:
-// [column][row] with `tw` words per column.
+// [column][row] with `tw` words per column (LOW: the hi half only, a plain bf16 operand).
+template <bool LOW>
 __device__ inline void store_tile_t(uint32_t* hi, uint32_t* lo, int tw, int r0, int c, const float (&x)[4], float f0,
                                     float f8) {
   uint16_t* h16 = reinterpret_cast<uint16_t*>(hi);
@@ -668,15 +669,23 @@ __device__ inline void store_tile_t(uint32_t* hi, uint32_t* lo, int tw, int r0, 
   const int r = r0 + (threadIdx.x % 32) / 4;
   for (int half = 0; half < 2; ++half) {  // rows r, r + 8
     const float f = half ? f8 : f0;
-    uint32_t wh, wl;
-    split2_bf16(f * x[2 * half], f * x[2 * half + 1], wh, wl);  // columns c, c + 1
     const int at = c * 2 * tw + r + 8 * half;
-    h16[at] = uint16_t(wh & 0xffffu), l16[at] = uint16_t(wl & 0xffffu);
-    h16[at + 2 * tw] = uint16_t(wh >> 16), l16[at + 2 * tw] = uint16_t(wl >> 16);
+    if constexpr (LOW) {
+      const uint32_t wh = pack_bf16x2(f * x[2 * half], f * x[2 * half + 1]);
+      h16[at] = uint16_t(wh & 0xffffu), h16[at + 2 * tw] = uint16_t(wh >> 16);
+    } else {
+      uint32_t wh, wl;
+      split2_bf16(f * x[2 * half], f * x[2 * half + 1], wh, wl);  // columns c, c + 1
+      h16[at] = uint16_t(wh & 0xffffu), l16[at] = uint16_t(wl & 0xffffu);
+      h16[at + 2 * tw] = uint16_t(wh >> 16), l16[at + 2 * tw] = uint16_t(wl >> 16);
+    }
   }
 }
 
-template <int32_t ACT, int32_t ST, int KD>
+// LOW (the layer's GDN_PRECISION_BF16): every product on plain bf16 operands, one mma each --
+// the state, R, Vn, Tb, Pm and non-bf16 q / k rounded to bf16 as operands (the state itself stays
+// fp32), the accuracy of FLA's chunked kernels.
+template <int32_t ACT, int32_t ST, int KD, bool LOW>
 __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Work w, int64_t tiles) {
   constexpr int BT = kMmaBT, NT = kMmaThreads, MP = BT + 4, TW = BT / 2 + 4;
   constexpr bool RAW = raw_qk(ACT);
@@ -734,11 +743,16 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     for (int u = 0; u < 2; ++u)
       if (16 * (mt0 + u) < K)
         for (int e = 0; e < 4; e += 2) {  // (row, column) and (row, column + 1)
-          uint32_t hi, lo;
-          split2_bf16(sr[u][e], sr[u][e + 1], hi, lo);
           const int at = c_of(0) * 2 * RW + m_of(u, e / 2);
-          st16_hi[at] = uint16_t(hi & 0xffffu), st16_lo[at] = uint16_t(lo & 0xffffu);
-          st16_hi[at + 2 * RW] = uint16_t(hi >> 16), st16_lo[at + 2 * RW] = uint16_t(lo >> 16);
+          if constexpr (LOW) {
+            const uint32_t hi = pack_bf16x2(sr[u][e], sr[u][e + 1]);
+            st16_hi[at] = uint16_t(hi & 0xffffu), st16_hi[at + 2 * RW] = uint16_t(hi >> 16);
+          } else {
+            uint32_t hi, lo;
+            split2_bf16(sr[u][e], sr[u][e + 1], hi, lo);
+            st16_hi[at] = uint16_t(hi & 0xffffu), st16_lo[at] = uint16_t(lo & 0xffffu);
+            st16_hi[at + 2 * RW] = uint16_t(hi >> 16), st16_lo[at + 2 * RW] = uint16_t(lo >> 16);
+          }
         }
   };
   for (int u = 0; u < 2; ++u)
@@ -784,6 +798,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
   const int mats_dst = (q4 < BT / 4 ? 0 : BT * MP) + r_mats * MP + j_mats;  // from Tb_s
   const int mats_src = int(r_mats * mats_stride) + (q4 < BT / 4 ? 0 : kMaxBT) + j_mats;
   auto copy_mats = [&](int64_t c, int L) {  // the chunk's Tb and Pm rows, zero past L
+    if (LOW && j_mats >= BT / 2) return;  // lo halves: not read
     const float* src = mats + c * mats_stride + mats_src;
     float* dst = Tb_s + mats_dst;
 #pragma unroll
@@ -848,6 +863,13 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
         }
         const float qf = qf_s[r], kf = kf_s[r];
         const int at = r * RW + x / 2;
+        if constexpr (LOW) {  // hi halves only
+          *reinterpret_cast<uint2*>(qk_w + 0 * BT * RW + at) =
+              make_uint2(pack_bf16x2(qf * q[0], qf * q[1]), pack_bf16x2(qf * q[2], qf * q[3]));
+          *reinterpret_cast<uint2*>(qk_w + 2 * BT * RW + at) =
+              make_uint2(pack_bf16x2(kf * k[0], kf * k[1]), pack_bf16x2(kf * k[2], kf * k[3]));
+          continue;
+        }
         uint32_t h0, l0, h1, l1;
         split2_bf16(qf * q[0], qf * q[1], h0, l0);
         split2_bf16(qf * q[2], qf * q[3], h1, l1);
@@ -872,6 +894,15 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
       const SplitTile SB{st_hi, st_lo, RW};
 #pragma unroll 4
       for (int w0 = 0; w0 < K / 2; w0 += 8) {
+        if constexpr (LOW) {  // q / k operands: raw rows, or the hi halves of the scaled ones
+          uint32_t b[2], ka[4], qa[4];
+          load_b1(st_hi, RW, 8 * nt, w0, b);
+          load_a1(ka_hi, RW, 16 * mt, w0, ka);
+          load_a1(qa_hi, RW, 16 * mt, w0, qa);
+          mma_bf16(ks, ka, b);
+          mma_bf16(qs, qa, b);
+          continue;
+        }
         uint32_t bhi[2], blo[2];
         load_b(SB, 8 * nt, w0, bhi, blo);
         if constexpr (RAW) {
@@ -894,7 +925,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
         r[e] = i < L ? Elem<ACT>::load(&v_in[e], 0) - rf_s[i] * (ks[e] + ks_c[e]) : 0.0f;
         o[e] = of_s[i] * (qs[e] + qs_c[e]);
       }
-      store_tile_t(rt_hi, rt_lo, TW, 16 * mt, c_of(0), r, 1.0f, 1.0f);
+      store_tile_t<LOW>(rt_hi, rt_lo, TW, 16 * mt, c_of(0), r, 1.0f, 1.0f);
     }
     async_wait<1>();  // Tb / Pm (the newest group is the next chunk's raw rows)
     __syncthreads();
@@ -907,6 +938,13 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
       float vn[4] = {}, corr[4] = {};
       const SplitTile RB{rt_hi, rt_lo, TW};
       for (int kb = 0; kb <= mt; ++kb) {
+        if constexpr (LOW) {
+          uint32_t a[4], b[2];
+          load_a1(TbA.hi, MP, 16 * mt, 8 * kb, a);
+          load_b1(rt_hi, TW, 8 * nt, 8 * kb, b);
+          mma_bf16(vn, a, b);
+          continue;
+        }
         uint32_t ahi[4], alo[4], bhi[2], blo[2];
         load_a(TbA, 16 * mt, 8 * kb, ahi, alo);
         load_b(RB, 8 * nt, 8 * kb, bhi, blo);
@@ -914,8 +952,8 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
       }
       for (int e = 0; e < 4; ++e) vn[e] += corr[e];
       const int i0 = 16 * mt + g;
-      store_tile_t(nt_hi, nt_lo, TW, 16 * mt, c_of(0), vn, 1.0f, 1.0f);
-      store_tile_t(vt_hi, vt_lo, TW, 16 * mt, c_of(0), vn, uf_s[i0], uf_s[i0 + 8]);
+      store_tile_t<LOW>(nt_hi, nt_lo, TW, 16 * mt, c_of(0), vn, 1.0f, 1.0f);
+      store_tile_t<LOW>(vt_hi, vt_lo, TW, 16 * mt, c_of(0), vn, uf_s[i0], uf_s[i0 + 8]);
     }
     __syncthreads();
 
@@ -924,6 +962,13 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
       float corr[4] = {};
       const SplitTile VnB{nt_hi, nt_lo, TW};
       for (int kb = 0; kb <= mt; ++kb) {
+        if constexpr (LOW) {
+          uint32_t a[4], b[2];
+          load_a1(PmA.hi, MP, 16 * mt, 8 * kb, a);
+          load_b1(nt_hi, TW, 8 * nt, 8 * kb, b);
+          mma_bf16(o, a, b);
+          continue;
+        }
         uint32_t ahi[4], alo[4], bhi[2], blo[2];
         load_a(PmA, 16 * mt, 8 * kb, ahi, alo);
         load_b(VnB, 8 * nt, 8 * kb, bhi, blo);
@@ -946,6 +991,18 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
       if (16 * mt0 < K) {
 #pragma unroll
         for (int w0 = 0; w0 < BT / 2; w0 += 8) {
+          if constexpr (LOW) {
+            uint32_t b[2];
+            load_b1(vt_hi, TW, 8 * nt, w0, b);
+#pragma unroll
+            for (int u = 0; u < 2; ++u) {
+              if (16 * (mt0 + u) >= K) continue;
+              uint32_t a[4];
+              load_a1_trans(ka_hi, RW, 16 * (mt0 + u), 2 * w0, a);
+              mma_bf16(sr[u], a, b);
+            }
+            continue;
+          }
           uint32_t bhi[2], blo[2];
           load_b(VB, 8 * nt, w0, bhi, blo);
 #pragma unroll
@@ -1040,10 +1097,10 @@ void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t s
       launch_plain(kernel, unsigned(p.num_seqs * p.d.HV * tiles), kMmaThreads, smem, stream, p, w, tiles);
       check_launch("prefill state_mma_kernel");
     };
-    if (p.d.K == 64)
-      run(state_mma_kernel<ACT, ST, 64>);
+    if (p.bf16_products)
+      p.d.K == 64 ? run(state_mma_kernel<ACT, ST, 64, true>) : run(state_mma_kernel<ACT, ST, 128, true>);
     else
-      run(state_mma_kernel<ACT, ST, 128>);
+      p.d.K == 64 ? run(state_mma_kernel<ACT, ST, 64, false>) : run(state_mma_kernel<ACT, ST, 128, false>);
     return;
   }
 #endif
@@ -1071,7 +1128,15 @@ size_t prefill_workspace(const Device&, const LayerDims& d, int64_t tokens, int6
   return work_bytes(d, tokens, seqs, nullptr, nullptr) + 256;  // + 256: room to align the base
 }
 
-bool prefill_fits(const Device& dev, int64_t K) { return fits<32>(dev, K); }
+#if defined(GDN_AMD_PATHS)
+// 64 KB of LDS a workgroup (every AMD target): chunks of 16 tokens at K = 128 (K > 128 does not
+// fit: the layer is refused).
+constexpr int kMinBT = 16;
+#else
+constexpr int kMinBT = 32;  // NVIDIA sm_80+: at least 163 KB a block
+#endif
+
+bool prefill_fits(const Device& dev, int64_t K) { return fits<kMinBT>(dev, K); }
 
 void prefill(const Device& dev, const GdnProblem& p, void* ws, size_t, void* stream) {
   if (p.num_seqs == 0) return;
@@ -1079,15 +1144,20 @@ void prefill(const Device& dev, const GdnProblem& p, void* ws, size_t, void* str
   base += (256 - reinterpret_cast<uintptr_t>(base) % 256) % 256;
   Work w{};
   work_bytes(p.d, p.num_tokens, p.num_seqs, &w, base);
-  // Chunk 64 where the device's shared memory allows it, else 32 (same function either way).
-  const bool big = fits<64>(dev, p.d.K);
+  // The largest chunk the device's shared memory allows (64, 32; on AMD also 16): the same
+  // function either way.
+  const int bt = fits<64>(dev, p.d.K) ? 64 : fits<32>(dev, p.d.K) ? 32 : 16;
   dispatch_act(p.q.dt, [&](auto a) {
     dispatch_state(p.state.dt, [&](auto s) {
       constexpr int32_t A = decltype(a)::value, S = decltype(s)::value;
-      if (big)
+      if (bt == 64)
         launch<A, S, 64>(dev, p, w, gpuStream_t(stream));
-      else
+      else if (bt == 32 || kMinBT == 32)
         launch<A, S, 32>(dev, p, w, gpuStream_t(stream));
+#if defined(GDN_AMD_PATHS)
+      else
+        launch<A, S, 16>(dev, p, w, gpuStream_t(stream));
+#endif
     });
   });
 }

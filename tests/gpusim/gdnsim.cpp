@@ -67,10 +67,19 @@ long env_long(const char* name, long dflt) {
   return v && *v ? std::strtol(v, nullptr, 10) : dflt;
 }
 
-// ---- device model: an H100-like device (sm_90, 227 KB of opt-in shared memory); GDN_SIM_SMS
-// sets the SM count (default 132), which the kernels' persistent grids size themselves by.
+// ---- device model: an H100-like device (sm_90, 227 KB of opt-in shared memory), or with
+// GDN_SIM_HIP an MI300X-like one (304 CUs, 64 KB of LDS a block, no opt-in). GDN_SIM_SMS sets the
+// SM count, which the kernels' persistent grids size themselves by.
+#if defined(GDN_SIM_HIP)
+constexpr size_t kSmemOptin = 65536, kSmemDefault = 65536, kSmemPerSM = 65536;
+constexpr int kSMs = 304, kMajor = 9, kMinor = 4, kWarp = 64;
+const char* const kDeviceName = "MI300X-like";
+#else
 constexpr size_t kSmemOptin = 232448, kSmemDefault = 49152, kSmemPerSM = 233472;
-int sim_sms() { return int(std::max(1L, env_long("GDN_SIM_SMS", 132))); }
+constexpr int kSMs = 132, kMajor = 9, kMinor = 0, kWarp = 32;
+const char* const kDeviceName = "H100-like";
+#endif
+int sim_sms() { return int(std::max(1L, env_long("GDN_SIM_SMS", kSMs))); }
 
 std::mutex g_mu;  // everything below
 std::atomic<int> g_last_error{cudaSuccess};
@@ -527,11 +536,11 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
   if (!p) return set_error(cudaErrorInvalidValue);
   if (d != 0) return set_error(cudaErrorInvalidDevice);
   *p = cudaDeviceProp{};
-  std::snprintf(p->name, sizeof p->name, "gpusim (H100-like, %d SMs)", gdnsim::sim_sms());
+  std::snprintf(p->name, sizeof p->name, "gpusim (%s, %d SMs)", gdnsim::kDeviceName, gdnsim::sim_sms());
   p->multiProcessorCount = gdnsim::sim_sms();
   p->sharedMemPerBlock = gdnsim::kSmemDefault;
   p->sharedMemPerBlockOptin = gdnsim::kSmemOptin;
-  p->major = 9, p->minor = 0, p->warpSize = 32;
+  p->major = gdnsim::kMajor, p->minor = gdnsim::kMinor, p->warpSize = gdnsim::kWarp;
   return cudaSuccess;
 }
 cudaError_t cudaMalloc(void** p, size_t n) {

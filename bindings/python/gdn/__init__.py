@@ -115,7 +115,8 @@ class Context(_Handle):
 
 class Layer(_Handle):
     """A GDN layer description. Keyword arguments are gdn_layer_config fields; dtypes by name
-    ("bf16", "f32", ...), input_layout "plain" / "grouped", conv_activation "silu" / "none"."""
+    ("bf16", "f32", ...), input_layout "plain" / "grouped", conv_activation "silu" / "none",
+    prefill_precision "fp32" / "bf16"."""
 
     def __init__(self, ctx, **config):
         cfg = L.LayerConfig()
@@ -127,6 +128,8 @@ class Layer(_Handle):
                 value = {"plain": L.LAYOUT_PLAIN, "grouped": L.LAYOUT_GROUPED}.get(value, value)
             elif key == "conv_activation":
                 value = {"none": L.ACTIVATION_NONE, "silu": L.ACTIVATION_SILU}.get(value, value)
+            elif key == "prefill_precision":
+                value = {"fp32": L.PRECISION_FP32, "bf16": L.PRECISION_BF16}.get(value, value)
             elif key == "use_qk_l2norm":
                 value = int(bool(value))
             if not hasattr(cfg, key) or key == "struct_size":

@@ -24,6 +24,7 @@ DTYPE_SIZES = {F32: 4, F16: 2, BF16: 2, F8_E4M3FN: 1, F8_E4M3FNUZ: 1, I32: 4, I6
 BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA, BACKEND_HIP = 0, 1, 2, 3
 LAYOUT_PLAIN, LAYOUT_GROUPED = 0, 1
 ACTIVATION_NONE, ACTIVATION_SILU = 0, 1
+PRECISION_FP32, PRECISION_BF16 = 0, 1
 
 
 class Tensor(Structure):
@@ -40,7 +41,8 @@ class LayerConfig(Structure):
                 ("head_k_dim", c_int32), ("head_v_dim", c_int32), ("conv_width", c_int32),
                 ("conv_activation", c_int32), ("act_dtype", c_int32), ("state_dtype", c_int32),
                 ("out_dtype", c_int32), ("fp8_dtype", c_int32), ("fp8_group_size", c_int32),
-                ("input_layout", c_int32), ("use_qk_l2norm", c_int32), ("scale", c_float), ("norm_eps", c_float)]
+                ("input_layout", c_int32), ("use_qk_l2norm", c_int32), ("scale", c_float), ("norm_eps", c_float),
+                ("prefill_precision", c_int32)]
 
 
 def _args(name, fields):

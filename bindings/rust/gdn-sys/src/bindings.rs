@@ -292,6 +292,9 @@ pub type gdn_input_layout = ::std::os::raw::c_uint;
 pub const GDN_ACTIVATION_NONE: gdn_activation = 0;
 pub const GDN_ACTIVATION_SILU: gdn_activation = 1;
 pub type gdn_activation = ::std::os::raw::c_uint;
+pub const GDN_PRECISION_FP32: gdn_precision = 0;
+pub const GDN_PRECISION_BF16: gdn_precision = 1;
+pub type gdn_precision = ::std::os::raw::c_uint;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct gdn_layer_config {
@@ -311,12 +314,13 @@ pub struct gdn_layer_config {
     pub use_qk_l2norm: i32,
     pub scale: f32,
     pub norm_eps: f32,
+    pub prefill_precision: i32,
 }
 #[test]
 fn bindgen_test_layout_gdn_layer_config() {
     assert_eq!(
         ::std::mem::size_of::<gdn_layer_config>(),
-        64usize,
+        68usize,
         concat!("Size of: ", stringify!(gdn_layer_config))
     );
     assert_eq!(
@@ -596,6 +600,23 @@ fn bindgen_test_layout_gdn_layer_config() {
         );
     }
     test_field_norm_eps();
+    fn test_field_prefill_precision() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<gdn_layer_config>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).prefill_precision) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(gdn_layer_config),
+                "::",
+                stringify!(prefill_precision)
+            )
+        );
+    }
+    test_field_prefill_precision();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
