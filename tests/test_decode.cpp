@@ -10,6 +10,7 @@ struct DecodeParam {
   gdn_dtype act, state;
   int batch, tn;
   bool raw, l2norm, grouped;
+  int id = -1;  // random shapes: their index, in the name
 };
 // Parameters are spelled out in the test name; keep ctest names short.
 void PrintTo(const DecodeParam&, std::ostream* os) { *os << "(see name)"; }
@@ -20,7 +21,7 @@ std::string name_of(const ::testing::TestParamInfo<DecodeParam>& info) {
   return "hk" + std::to_string(p.hk) + "_hv" + std::to_string(p.hv) + "_k" + std::to_string(p.k) + "_v" +
          std::to_string(p.v) + "_" + gdn_dtype_name(p.act) + "_s" + gdn_dtype_name(p.state) + "_b" +
          std::to_string(p.batch) + "_t" + std::to_string(p.tn) + (p.raw ? "_raw" : "_pre") +
-         (p.l2norm ? "_l2" : "_nol2") + (p.grouped ? "_grp" : "");
+         (p.l2norm ? "_l2" : "_nol2") + (p.grouped ? "_grp" : "") + (p.id >= 0 ? "_r" + std::to_string(p.id) : "");
 }
 
 class Decode : public ::testing::TestWithParam<DecodeParam> {};
@@ -94,6 +95,31 @@ const DecodeParam kDecodeParams[] = {
     {4, 16, 128, 128, GDN_DTYPE_F32, GDN_DTYPE_F32, 5, 1, true, true, false},  // 32-column streaming
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, Decode, ::testing::ValuesIn(kDecodeParams), name_of);
+
+// Random shapes (a fixed seed: the same names and inputs every run): odd head dims, every dtype
+// pair, gate and layout option, batches that reach the GPU's streaming kernels.
+std::vector<DecodeParam> random_decode_params(int n) {
+  std::mt19937 rng(20261123);
+  auto pick = [&](std::initializer_list<int> v) { return *(v.begin() + rng() % v.size()); };
+  const gdn_dtype acts[] = {GDN_DTYPE_F32, GDN_DTYPE_F16, GDN_DTYPE_BF16}, states[] = {GDN_DTYPE_F32, GDN_DTYPE_BF16};
+  std::vector<DecodeParam> out;
+  for (int i = 0; i < n; ++i) {
+    DecodeParam p{};
+    p.hk = pick({1, 2, 3, 4});
+    p.hv = p.hk * pick({1, 2, 3});
+    p.k = pick({1, 5, 16, 31, 64, 100, 128});
+    p.v = pick({1, 7, 32, 33, 64, 96, 128});
+    p.act = acts[rng() % 3];
+    p.state = states[rng() % 2];
+    p.batch = pick({1, 2, 3, 5, 9, 17, 33, 48});
+    p.tn = pick({1, 1, 1, 2, 3});
+    p.raw = rng() % 2, p.l2norm = rng() % 4 != 0, p.grouped = rng() % 2;
+    p.id = i;
+    out.push_back(p);
+  }
+  return out;
+}
+INSTANTIATE_TEST_SUITE_P(Random, Decode, ::testing::ValuesIn(random_decode_params(16)), name_of);
 
 // Speculative decoding: [B, Tn] slots, initial state from slot[b][num_accepted-1], state after
 // token t written to slot[b][t].

@@ -11,6 +11,7 @@ struct PrefillParam {
   std::vector<int64_t> lens;
   bool raw, l2norm, grouped;
   int32_t precision = GDN_PRECISION_FP32;
+  int id = -1;  // random shapes: their index, in the name
 };
 // Parameters are spelled out in the test name; keep ctest names short.
 void PrintTo(const PrefillParam&, std::ostream* os) { *os << "(see name)"; }
@@ -23,7 +24,8 @@ std::string name_of(const ::testing::TestParamInfo<PrefillParam>& info) {
   std::string s = "hk" + std::to_string(p.hk) + "_hv" + std::to_string(p.hv) + "_k" + std::to_string(p.k) + "_v" +
                   std::to_string(p.v) + "_" + gdn_dtype_name(p.act) + "_s" + gdn_dtype_name(p.state) + "_n" +
                   std::to_string(p.lens.size()) + (p.raw ? "_raw" : "_pre") + (p.l2norm ? "_l2" : "_nol2") +
-                  (p.grouped ? "_grp" : "") + (p.precision == GDN_PRECISION_BF16 ? "_pbf16" : "");
+                  (p.grouped ? "_grp" : "") + (p.precision == GDN_PRECISION_BF16 ? "_pbf16" : "") +
+                  (p.id >= 0 ? "_r" + std::to_string(p.id) : "");
   return s;
 }
 
@@ -104,6 +106,31 @@ const PrefillParam kPrefillParams[] = {
     {3, 3, 9, 17, GDN_DTYPE_F32, GDN_DTYPE_F32, {100, 28}, true, false, false, GDN_PRECISION_BF16},
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, Prefill, ::testing::ValuesIn(kPrefillParams), name_of);
+
+// Random shapes (a fixed seed): odd and tensor-core head dims, every dtype pair, 1-3 sequences of
+// lengths around the chunk boundaries, every gate, layout and precision option.
+std::vector<PrefillParam> random_prefill_params(int n) {
+  std::mt19937 rng(112358);
+  auto pick = [&](std::initializer_list<int> v) { return *(v.begin() + rng() % v.size()); };
+  const gdn_dtype acts[] = {GDN_DTYPE_F32, GDN_DTYPE_F16, GDN_DTYPE_BF16}, states[] = {GDN_DTYPE_F32, GDN_DTYPE_BF16};
+  std::vector<PrefillParam> out;
+  for (int i = 0; i < n; ++i) {
+    PrefillParam p{};
+    p.hk = pick({1, 2});
+    p.hv = p.hk * pick({1, 2, 3});
+    p.k = pick({8, 33, 64, 128});
+    p.v = pick({5, 32, 64, 96, 128});
+    p.act = acts[rng() % 3];
+    p.state = states[rng() % 2];
+    for (int s = 0, ns = 1 + int(rng() % 3); s < ns; ++s) p.lens.push_back(pick({0, 1, 17, 63, 64, 65, 100, 150}));
+    p.raw = rng() % 2, p.l2norm = rng() % 4 != 0, p.grouped = rng() % 2;
+    p.precision = rng() % 3 == 0 ? GDN_PRECISION_BF16 : GDN_PRECISION_FP32;
+    p.id = i;
+    out.push_back(p);
+  }
+  return out;
+}
+INSTANTIATE_TEST_SUITE_P(Random, Prefill, ::testing::ValuesIn(random_prefill_params(10)), name_of);
 
 // GDN_PRECISION_BF16 is a permission: the CPU backend and the GPU's fp32-core kernels (AMD) compute
 // exactly as with FP32; the CUDA tensor-core path (this shape takes it) gives a different, less

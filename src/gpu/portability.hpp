@@ -113,6 +113,8 @@ __device__ __forceinline__ void async_copy16(void* smem, const void* gmem) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(__HIPCC__)
   const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem) : "memory");
+#elif defined(GDN_GPU_SIM) && !defined(GDN_SIM_HIP)
+  gdnsim::gdnsim_async_copy16(smem, gmem);  // lands at the latest moment allowed: the wait
 #else
   *static_cast<uint4*>(smem) = *static_cast<const uint4*>(gmem);
 #endif
@@ -120,12 +122,16 @@ __device__ __forceinline__ void async_copy16(void* smem, const void* gmem) {
 __device__ __forceinline__ void async_commit() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(__HIPCC__)
   asm volatile("cp.async.commit_group;\n" ::: "memory");
+#elif defined(GDN_GPU_SIM) && !defined(GDN_SIM_HIP)
+  gdnsim::gdnsim_async_commit();
 #endif
 }
 template <int N>
 __device__ __forceinline__ void async_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(__HIPCC__)
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#elif defined(GDN_GPU_SIM) && !defined(GDN_SIM_HIP)
+  gdnsim::gdnsim_async_wait(N);
 #endif
 }
 

@@ -13,8 +13,9 @@
 // over the opted-in limit, cluster shape) stop the test with a message. Device allocations (exact
 // sizes: AddressSanitizer sees overruns) and dynamic shared memory start as 0xff bytes (NaN as
 // float); __shared__ variables are thread_local, so they keep an earlier block's values.
-// mma.m16n8k16 (bf16) is emulated from the fragment layout; ldmatrix, cp.async and the cvt
-// instructions take the kernels' portable fallbacks (copies complete at once); PDL is a no-op
+// mma.m16n8k16 (bf16) is emulated from the fragment layout; cp.async copies land only when a
+// wait_group lets them (the latest moment allowed); ldmatrix and the cvt instructions take the
+// kernels' portable fallbacks; PDL is a no-op
 // (launches run one after another); memory is sequentially consistent; HIP's 64-lane wavefronts
 // are not modelled. What it checks is what the kernels compute, never how fast.
 #pragma once
@@ -127,6 +128,12 @@ GDNSIM_API void gdnsim_sync_cluster();
 GDNSIM_API uint32_t gdnsim_exchange(uint32_t bits, unsigned src_lane);
 // All 32 lanes of the subgroup put `words` (<= 8) words; each gets every lane's, lane-major.
 GDNSIM_API void gdnsim_warp_gather(const uint32_t* mine, unsigned words, uint32_t* all);
+// cp.async: a 16-byte copy whose source is read now and whose destination is written when this
+// thread's wait_group lets it complete (the latest moment the hardware may), so a missing wait
+// reads stale or never-written shared memory.
+GDNSIM_API void gdnsim_async_copy16(void* dst, const void* src);
+GDNSIM_API void gdnsim_async_commit();
+GDNSIM_API void gdnsim_async_wait(int newest_pending);
 GDNSIM_API void* gdnsim_dynamic_smem();
 // Address of p (shared memory of this block: dynamic, or a __shared__ variable, found at the same
 // offset from the kernel module's thread_local anchor) in the cluster's block `rank`.

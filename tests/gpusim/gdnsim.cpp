@@ -124,8 +124,16 @@ enum class State { Ready, WaitWarp, WaitBlock, WaitCluster, Done };
 
 struct Cluster;
 
+struct AsyncCopy {
+  void* dst;
+  unsigned char bytes[16];
+  uint64_t group;  // commit group (the thread's group counter when issued)
+};
+
 struct SimThread {
   Thread t;
+  std::vector<AsyncCopy> pending;  // cp.async copies not yet landed
+  uint64_t groups = 0;             // commit groups closed so far
   ucontext_t ctx;
   State state = State::Ready;
   uint32_t exchanges = 0, gathers = 0;
@@ -199,6 +207,8 @@ void entry() {
   __sanitizer_finish_switch_fiber(nullptr, &h.host_stack_bottom, &h.host_stack_size);
 #endif
   h.block->l->body();
+  for (const AsyncCopy& c : h.cur->pending) std::memcpy(c.dst, c.bytes, 16);  // copies still land
+  h.cur->pending.clear();
   h.cur->state = State::Done;
 #if GDNSIM_ASAN
   __sanitizer_start_switch_fiber(nullptr, h.host_stack_bottom, h.host_stack_size);
@@ -429,6 +439,28 @@ void gdnsim_warp_gather(const uint32_t* mine, unsigned words, uint32_t* all) {
   std::memcpy(slot + t.t.lane * kGatherWords, mine, words * 4);
   yield(State::WaitWarp);
   for (unsigned l = 0; l < 32; ++l) std::memcpy(all + l * words, slot + l * kGatherWords, words * 4);
+}
+void gdnsim_async_copy16(void* dst, const void* src) {
+  SimThread& t = *tl_host->cur;
+  AsyncCopy c;
+  c.dst = dst;
+  std::memcpy(c.bytes, src, 16);
+  c.group = t.groups;  // the group the next commit closes
+  t.pending.push_back(c);
+}
+void gdnsim_async_commit() { ++tl_host->cur->groups; }
+void gdnsim_async_wait(int newest_pending) {
+  SimThread& t = *tl_host->cur;
+  // Groups 0 .. groups - 1 are committed; all but the newest `newest_pending` of them complete.
+  const uint64_t done_below = t.groups > uint64_t(newest_pending) ? t.groups - uint64_t(newest_pending) : 0;
+  size_t keep = 0;
+  for (size_t i = 0; i < t.pending.size(); ++i) {
+    if (t.pending[i].group < done_below)
+      std::memcpy(t.pending[i].dst, t.pending[i].bytes, 16);
+    else
+      t.pending[keep++] = t.pending[i];
+  }
+  t.pending.resize(keep);
 }
 void* gdnsim_dynamic_smem() { return tl_host->block->dyn; }
 unsigned gdnsim_cluster_rank() { return tl_host->block->rank; }
