@@ -134,6 +134,16 @@ func TestErrorsCarryStatusAndLeaveOutputs(t *testing.T) {
 		}
 	}
 	cfg = DefaultLayerConfig()
+	if cfg.BF16Prefill {
+		t.Fatal("the default prefill precision is fp32")
+	}
+	cfg.BF16Prefill = true // a permission: any backend takes it
+	if low, err := NewLayer(ctx, cfg); err != nil {
+		t.Fatal(err)
+	} else {
+		low.Close()
+	}
+	cfg = DefaultLayerConfig()
 	layer, err := NewLayer(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

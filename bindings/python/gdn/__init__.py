@@ -128,8 +128,11 @@ class Layer(_Handle):
                 value = {"plain": L.LAYOUT_PLAIN, "grouped": L.LAYOUT_GROUPED}.get(value, value)
             elif key == "conv_activation":
                 value = {"none": L.ACTIVATION_NONE, "silu": L.ACTIVATION_SILU}.get(value, value)
-            elif key == "prefill_precision":
-                value = {"fp32": L.PRECISION_FP32, "bf16": L.PRECISION_BF16}.get(value, value)
+            elif key == "prefill_precision" and isinstance(value, str):
+                names = {"fp32": L.PRECISION_FP32, "bf16": L.PRECISION_BF16}
+                if value not in names:
+                    raise ValueError("prefill_precision %r: expected 'fp32' or 'bf16'" % value)
+                value = names[value]
             elif key == "use_qk_l2norm":
                 value = int(bool(value))
             if not hasattr(cfg, key) or key == "struct_size":

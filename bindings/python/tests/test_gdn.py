@@ -130,7 +130,7 @@ class BindingTest(unittest.TestCase):
         g = -r.uniform(0, 1, (T, 4)).astype(np.float32)
         beta = r.uniform(0, 1, (T, 4)).astype(np.float32)
         s1 = f(1, 4, 16, 8)
-        s2 = s1.copy()
+        s2, s3 = s1.copy(), s1.copy()
         o1 = np.zeros((T, 4, 8), np.float32)
         layer.prefill(q=q, k=k, v=v, g=g, beta=beta, state=s1, cu_seqlens=np.array([0, T], np.int32),
                       slot_idx=np.array([0], np.int32), out=o1)
@@ -141,6 +141,14 @@ class BindingTest(unittest.TestCase):
                          slot_idx=np.array([0], np.int32), out=o2[:, sl])
         np.testing.assert_allclose(o1, o2[0], rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(s1, s2, rtol=1e-4, atol=1e-4)
+        # bf16 products are a permission: the CPU backend computes prefill exactly as at fp32.
+        low = self.make_layer(prefill_precision="bf16")
+        self.assertEqual(low.config.prefill_precision, gdn._lib.PRECISION_BF16)
+        o3 = np.zeros((T, 4, 8), np.float32)
+        low.prefill(q=q, k=k, v=v, g=g, beta=beta, state=s3, cu_seqlens=np.array([0, T], np.int32),
+                    slot_idx=np.array([0], np.int32), out=o3)
+        np.testing.assert_array_equal(o1, o3)
+        np.testing.assert_array_equal(s1, s3)
 
     def test_errors_carry_status_and_leave_outputs(self):
         layer = self.make_layer()
@@ -164,6 +172,12 @@ class BindingTest(unittest.TestCase):
         with self.assertRaises(gdn.Error) as cm:
             gdn.Layer(self.ctx, num_k_heads=3, num_v_heads=4)
         self.assertEqual(cm.exception.status_name, "INVALID_ARGUMENT")
+        with self.assertRaises(ValueError):
+            gdn.Layer(self.ctx, prefill_precision="fp16")
+        with self.assertRaises(gdn.Error) as cm:
+            gdn.Layer(self.ctx, prefill_precision=5)
+        self.assertEqual(cm.exception.status_name, "INVALID_ARGUMENT")
+        self.assertIn("prefill_precision", cm.exception.message)
         if not gdn._lib.lib().gdn_backend_compiled(gdn._lib.BACKEND_CUDA):
             with self.assertRaises(gdn.Error) as cm:
                 gdn.Context("cuda")
