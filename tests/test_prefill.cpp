@@ -36,6 +36,20 @@ size_t ask(F query) {
   return bytes;
 }
 
+// The T tokens of c as one sequence through prefill, its state read from and written to `slot`.
+gdn_status prefill_one(gdn_layer layer, GdnCase& c, int64_t T, int64_t slot) {
+  Buf cu(GDN_DTYPE_I32, {2}), slot_idx(GDN_DTYPE_I32, {1});
+  cu.set(1, double(T));
+  slot_idx.set(0, double(slot));
+  auto args = make_args<gdn_prefill_args>();
+  c.fill_args(args);
+  args.cu_seqlens = cu.view();
+  args.slot_idx = slot_idx.view();
+  Workspace ws;
+  ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer, T, 1, b); }));
+  return call(gdn_prefill, layer, &args, ws.ptr(), ws.size());
+}
+
 TEST_P(Prefill, MatchesOracle) {
   const PrefillParam P = GetParam();
   Ctx ctx;
@@ -143,16 +157,7 @@ TEST(PrefillPrecision, Bf16ChangesOnlyTheTensorCorePath) {
     Layer layer(ctx.ctx, cfg);
     const int64_t T = 150;
     GdnCase c(cfg, {T}, 2, 31337, true);
-    Buf cu(GDN_DTYPE_I32, {2}), slot(GDN_DTYPE_I32, {1});
-    cu.set(1, double(T));
-    slot.set(0, 1);
-    auto args = make_args<gdn_prefill_args>();
-    c.fill_args(args);
-    args.cu_seqlens = cu.view();
-    args.slot_idx = slot.view();
-    Workspace ws;
-    ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer.layer, T, 1, b); }));
-    ASSERT_EQ(call(gdn_prefill, layer.layer, &args, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
+    ASSERT_EQ(prefill_one(layer.layer, c, T, 1), GDN_SUCCESS) << gdn_last_error_message();
     *out = c.out.values();
     *state = c.state.values();
   };
@@ -184,16 +189,9 @@ TEST(PrefillVsDecode, TokenByTokenDecodeEqualsPrefill) {
   GdnCase pre(cfg, {T}, 2, 4242);
   GdnCase dec(cfg, {1, T}, 2, 4242);  // same seed: same inputs and state
   ASSERT_EQ(pre.state.bytes, dec.state.bytes);
-  Buf cu(GDN_DTYPE_I32, {2}), slot(GDN_DTYPE_I32, {1});
-  cu.set(1, double(T));
+  ASSERT_EQ(prefill_one(layer.layer, pre, T, 1), GDN_SUCCESS) << gdn_last_error_message();
+  Buf slot(GDN_DTYPE_I32, {1});
   slot.set(0, 1);
-  auto pa = make_args<gdn_prefill_args>();
-  pre.fill_args(pa);
-  pa.cu_seqlens = cu.view();
-  pa.slot_idx = slot.view();
-  Workspace ws;
-  ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer.layer, T, 1, b); }));
-  ASSERT_EQ(call(gdn_prefill, layer.layer, &pa, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
 
   Workspace wd;
   wd.resize(ask([&](size_t* b) { return gdn_decode_workspace_size(layer.layer, 1, 1, b); }));

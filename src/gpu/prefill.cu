@@ -682,6 +682,27 @@ __device__ inline void store_tile_t(uint32_t* hi, uint32_t* lo, int tw, int r0, 
   }
 }
 
+// d (+ corr) += A B for a 16 x 8 warp tile: A rows 16 mt .. of a matrix that is lower triangular
+// in 16-row blocks (Tb, Pm: only blocks kb <= mt), B^T rows 8 nt ... LOW: plain bf16 operands (the
+// hi halves), one mma a block; else split operands, fp32 accuracy (corr gets the cross terms).
+template <bool LOW>
+__device__ __forceinline__ void tri_product(float (&d)[4], float (&corr)[4], const SplitTile& A, const SplitTile& B,
+                                            int mt, int nt) {
+  for (int kb = 0; kb <= mt; ++kb) {
+    if constexpr (LOW) {
+      uint32_t a[4], b[2];
+      load_a1(A.hi, A.stride, 16 * mt, 8 * kb, a);
+      load_b1(B.hi, B.stride, 8 * nt, 8 * kb, b);
+      mma_bf16(d, a, b);
+    } else {
+      uint32_t ahi[4], alo[4], bhi[2], blo[2];
+      load_a(A, 16 * mt, 8 * kb, ahi, alo);
+      load_b(B, 8 * nt, 8 * kb, bhi, blo);
+      mma_split(d, corr, ahi, alo, bhi, blo);
+    }
+  }
+}
+
 // LOW (the layer's GDN_PRECISION_BF16): every product on plain bf16 operands, one mma each --
 // the state, R, Vn, Tb, Pm and non-bf16 q / k rounded to bf16 as operands (the state itself stays
 // fp32), the accuracy of FLA's chunked kernels.
@@ -937,19 +958,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     {
       float vn[4] = {}, corr[4] = {};
       const SplitTile RB{rt_hi, rt_lo, TW};
-      for (int kb = 0; kb <= mt; ++kb) {
-        if constexpr (LOW) {
-          uint32_t a[4], b[2];
-          load_a1(TbA.hi, MP, 16 * mt, 8 * kb, a);
-          load_b1(rt_hi, TW, 8 * nt, 8 * kb, b);
-          mma_bf16(vn, a, b);
-          continue;
-        }
-        uint32_t ahi[4], alo[4], bhi[2], blo[2];
-        load_a(TbA, 16 * mt, 8 * kb, ahi, alo);
-        load_b(RB, 8 * nt, 8 * kb, bhi, blo);
-        mma_split(vn, corr, ahi, alo, bhi, blo);
-      }
+      tri_product<LOW>(vn, corr, TbA, RB, mt, nt);
       for (int e = 0; e < 4; ++e) vn[e] += corr[e];
       const int i0 = 16 * mt + g;
       store_tile_t<LOW>(nt_hi, nt_lo, TW, 16 * mt, c_of(0), vn, 1.0f, 1.0f);
@@ -961,19 +970,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     {
       float corr[4] = {};
       const SplitTile VnB{nt_hi, nt_lo, TW};
-      for (int kb = 0; kb <= mt; ++kb) {
-        if constexpr (LOW) {
-          uint32_t a[4], b[2];
-          load_a1(PmA.hi, MP, 16 * mt, 8 * kb, a);
-          load_b1(nt_hi, TW, 8 * nt, 8 * kb, b);
-          mma_bf16(o, a, b);
-          continue;
-        }
-        uint32_t ahi[4], alo[4], bhi[2], blo[2];
-        load_a(PmA, 16 * mt, 8 * kb, ahi, alo);
-        load_b(VnB, 8 * nt, 8 * kb, bhi, blo);
-        mma_split(o, corr, ahi, alo, bhi, blo);
-      }
+      tri_product<LOW>(o, corr, PmA, VnB, mt, nt);
       for (int e = 0; e < 4; ++e) {
         const int i = 16 * mt + g + 8 * (e / 2);
         if (i < L) Elem<ACT>::store(out_rows.row<Raw>(c0 + i), v0 + c_of(e % 2), o[e] + corr[e]);

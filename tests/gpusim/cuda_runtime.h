@@ -44,7 +44,6 @@ struct dim3 {
   unsigned x, y, z;
   constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
-using uint3 = dim3;
 struct __attribute__((aligned(16))) uint4 { unsigned x, y, z, w; };
 struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
 struct __attribute__((aligned(8))) uint2 { unsigned x, y; };
@@ -138,7 +137,6 @@ GDNSIM_API void* gdnsim_dynamic_smem();
 // Address of p (shared memory of this block: dynamic, or a __shared__ variable, found at the same
 // offset from the kernel module's thread_local anchor) in the cluster's block `rank`.
 GDNSIM_API const void* gdnsim_cluster_peer(const void* p, unsigned rank);
-GDNSIM_API unsigned gdnsim_cluster_rank();
 struct Launch {
   const void* func;  // identifies the kernel (attributes, names)
   dim3 grid, block, cluster;

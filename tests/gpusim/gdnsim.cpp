@@ -349,11 +349,6 @@ void run_block(const Launch& l, dim3 bid, Cluster* cluster, unsigned rank, uint6
 }
 
 // ---- launches
-struct Job {
-  const Launch* l;
-  uint64_t seq;
-};
-
 void run_grid(const Launch& l, uint64_t seq) {
   const uint64_t blocks = uint64_t(l.grid.x) * l.grid.y * l.grid.z;
   auto bid_of = [&](uint64_t i) {
@@ -463,7 +458,6 @@ void gdnsim_async_wait(int newest_pending) {
   t.pending.resize(keep);
 }
 void* gdnsim_dynamic_smem() { return tl_host->block->dyn; }
-unsigned gdnsim_cluster_rank() { return tl_host->block->rank; }
 const void* gdnsim_cluster_peer(const void* p, unsigned rank) {
   Block& b = *tl_host->block;
   if (!b.cluster) return p;
