@@ -20,6 +20,8 @@
 
 #if defined(GDN_BENCH_CUDA)
 #include <cuda_runtime.h>
+
+#include "launch_floor.h"
 #endif
 
 namespace {
@@ -208,10 +210,37 @@ struct Bench {
   void add(const std::string& op, const std::string& shape, double seconds, double bytes) {
     rows.push_back({op, shape, seconds, bytes, bytes / copy_bw});
     const Row& r = rows.back();
-    std::printf("%-12s %-28s %12.2f us %10.2f MiB %10.2f us %8.2f\n", op.c_str(), shape.c_str(), r.seconds * 1e6,
-                r.bytes / 1048576.0, r.floor_s * 1e6, r.seconds / r.floor_s);
+    if (bytes > 0)
+      std::printf("%-12s %-28s %12.2f us %10.2f MiB %10.2f us %8.2f\n", op.c_str(), shape.c_str(), r.seconds * 1e6,
+                  r.bytes / 1048576.0, r.floor_s * 1e6, r.seconds / r.floor_s);
+    else
+      std::printf("%-12s %-28s %12.2f us %14s %13s %8s\n", op.c_str(), shape.c_str(), r.seconds * 1e6, "-", "-", "-");
     std::fflush(stdout);
   }
+
+#if defined(GDN_BENCH_CUDA)
+  // The method's own floor at small sizes (bench/launch_floor.cu): an empty kernel, and a kernel of
+  // two dependent DRAM round trips, each a graph of back-to-back calls launched as libgdn's are.
+  void launch_floor() {
+    int dev = 0, major = 0;
+    CU(cudaGetDevice(&dev));
+    CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    const bool pdl = major >= 9;
+    const int64_t set_bytes = launch_floor_chain_bytes_per_call(), sets = 256;  // 64 MiB: past the L2
+    std::vector<int32_t> order(static_cast<size_t>(sets));
+    for (int64_t i = 0; i < sets; ++i) order[size_t(i)] = int32_t(i);
+    Buffer index(GDN_DTYPE_I32, {sets}, order);
+    Workspace src{size_t(sets * set_bytes)}, dst{size_t(set_bytes)};
+    CU(cudaMemset(src.ptr, 0, size_t(sets * set_bytes)));
+    const int32_t* idx = static_cast<const int32_t*>(index.ptr);
+    add("launch", "empty kernel", time_calls(1, [&](int, void* s) {
+          CU(launch_floor_call(false, pdl, nullptr, nullptr, nullptr, cudaStream_t(s)));
+        }), 0);
+    add("launch", "index -> 16 B a thread", time_calls(int(sets), [&](int i, void* s) {
+          CU(launch_floor_call(true, pdl, idx + i, src.ptr, dst.ptr, cudaStream_t(s)));
+        }), double(2 * set_bytes + 4));
+  }
+#endif
 
   void measure_copy() {
     const size_t n = size_t(g_gpu ? 1024 : 512) << 20;
@@ -448,8 +477,8 @@ struct Bench {
       std::fprintf(f,
                    "    {\"op\": \"%s\", \"shape\": \"%s\", \"time_us\": %.3f, \"bytes\": %.0f, \"floor_us\": %.3f, "
                    "\"time_over_floor\": %.3f}%s\n",
-                   r.op.c_str(), r.shape.c_str(), r.seconds * 1e6, r.bytes, r.floor_s * 1e6, r.seconds / r.floor_s,
-                   i + 1 < rows.size() ? "," : "");
+                   r.op.c_str(), r.shape.c_str(), r.seconds * 1e6, r.bytes, r.floor_s * 1e6,
+                   r.floor_s > 0 ? r.seconds / r.floor_s : 0.0, i + 1 < rows.size() ? "," : "");
     }
     std::fprintf(f, "  ]\n}\n");
     std::fclose(f);
@@ -522,6 +551,9 @@ int main(int argc, char** argv) {
     if (only_size > 0) r.assign(1, only_size);
     return r;
   };
+#if defined(GDN_BENCH_CUDA)
+  if (g_gpu && want("launch")) bench.launch_floor();
+#endif
   if (want("decode"))
     for (int64_t B : sizes({1, 8, 32, 128, 512}, {1, 8, 32})) bench.decode(B);
   if (want("decode_bf16s"))

@@ -2,7 +2,8 @@
 // columns); the K x BV state tile stays in registers across the Tn tokens of the call, so the
 // state is read once and written once (the tile and its token update: decode_tile.hpp). Large
 // batches go through a persistent streaming kernel (decode_stream_kernel below); small ones
-// through one block per 32-column tile.
+// through one block per 32-column tile: decode_token_kernel for the common one-token case,
+// decode_kernel for the rest (speculative tokens, per-token slots, odd K, unaligned state).
 #include <algorithm>
 
 #include "decode_tile.hpp"
@@ -100,6 +101,77 @@ __global__ void __launch_bounds__(BV / 4 * kRG) decode_kernel(GdnProblem p, Item
   float s[ROWS][4];
   StateIO<ST>::load_tile(p, read_slot, h, ty, j0, vec, s);
   run_tokens<ACT, ST, ROWS, BV>(p, dv, sm, s, b, h, tile, read_slot, vec);
+}
+
+// The common small-batch case, lean: one token a sequence, one slot per sequence, K = ROWS * kRG
+// exactly (64 or 128: no row masks, one q/k element a thread), whole 32-column tiles, 4-element
+// aligned state rows (vector accesses). Every load that does not depend on the slot index (q, k,
+// v, the gate inputs) is issued before it, so the chain is slot -> state tile -> the token's
+// update; the update is run_tokens' (the same delta_rule_token, the same sums), so the results
+// equal decode_kernel's bit for bit. H100, graph replays: B = 1 5.8 -> 4.3 us, B = 8 18.7 -> 15.5 us.
+template <int32_t ACT, int32_t ST, int ROWS>
+#if defined(GDN_EXP) && GDN_EXP == 8
+__global__ void __launch_bounds__(32 / 4 * kRG, 4) decode_token_kernel(GdnProblem p, ItemDiv dv) {
+#else
+__global__ void __launch_bounds__(32 / 4 * kRG) decode_token_kernel(GdnProblem p, ItemDiv dv) {
+#endif
+  pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
+  constexpr int BV = 32, kCT = BV / 4, kThreads = kCT * kRG, K = ROWS * kRG;
+  static_assert(K <= kThreads, "one q/k element a thread");
+  __shared__ TokenSmem<BV> sm;
+  int64_t b, h, tile;
+  dv.item(blockIdx.x, b, h, tile);
+  const int tx = threadIdx.x % kCT, ty = threadIdx.x / kCT;
+  const int64_t hk = dv.key_head(h);
+  // Slot-independent loads first: q, k (threads < K), v (threads < BV), gate inputs (thread 0).
+  const bool has_qk = int(threadIdx.x) < K;
+  const float qi = has_qk ? Elem<ACT>::load(p.q.at(b, 0, hk), threadIdx.x) : 0.0f;
+  const float ki = has_qk ? Elem<ACT>::load(p.k.at(b, 0, hk), threadIdx.x) : 0.0f;
+  const float vj = threadIdx.x < BV ? Elem<ACT>::load(p.v.at(b, 0, h), tile * BV + threadIdx.x) : 0.0f;
+  float ga = 0.0f, gb = 0.0f, gA = 0.0f, gd = 0.0f;
+  if (threadIdx.x == 0) {
+    if (p.raw_gate) {
+      ga = load_float(p.a.at(b, 0, h), p.a.dt), gb = load_float(p.b.at(b, 0, h), p.b.dt);
+      gA = p.A_log.f(h), gd = p.dt_bias.f(h);
+    } else {
+      ga = load_float(p.g.at(b, 0, h), p.g.dt), gb = load_float(p.beta.at(b, 0, h), p.beta.dt);
+    }
+  }
+  const int64_t slot = read_slot_of(p, b);
+  float s[ROWS][4];
+  const int64_t j0 = tile * BV + tx * 4;
+  if (slot >= 0) {
+    using T = typename Elem<ST>::T;
+    const T* row = StateIO<ST>::row0(p, slot, h, ty);
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) Vec4<ST>::load(row + r * kRG * p.state.s_k, j0, s[r]);
+  }
+
+  if (has_qk) sm.q[threadIdx.x] = qi, sm.k[threadIdx.x] = ki;
+  float qq = qi * qi, kk = ki * ki;
+  if (threadIdx.x == 0) {
+    sm.gate[0] = expf(p.raw_gate ? gate_g(ga, gA, gd) : ga);
+    sm.gate[1] = p.raw_gate ? sigmoid(gb) : gb;
+  }
+  float q_scale = p.scale, k_scale = 1.0f;
+  if (p.l2norm) {
+    block_sum2(qq, kk, sm.scratch);
+    q_scale *= 1.0f / sqrtf(qq + kL2NormEps);
+    k_scale = 1.0f / sqrtf(kk + kL2NormEps);
+  } else {
+    __syncthreads();
+  }
+  if (slot < 0) {  // PAD / out of range: zero outputs, no state
+    if (threadIdx.x < BV) Elem<ACT>::store(p.out.at(b, 0, h), tile * BV + threadIdx.x, 0.0f);
+    return;
+  }
+  const float acc = delta_rule_token<ROWS, BV>(s, sm.red, sm.u, sm.q, sm.k, K, q_scale, k_scale, sm.gate[0],
+                                               sm.gate[1], vj, tx, ty);
+  if (threadIdx.x < BV) Elem<ACT>::store(p.out.at(b, 0, h), tile * BV + threadIdx.x, acc);
+  using T = typename Elem<ST>::T;
+  T* row = StateIO<ST>::row0(p, slot, h, ty);
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r) StateIO<ST>::store4(row + r * kRG * p.state.s_k, j0, p.d.V, true, s[r]);
 }
 
 // Streaming version for batches that fill the GPU: a persistent grid, each block walking the
@@ -249,6 +321,17 @@ void launch_stream(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
 }
 
 template <int32_t ACT, int32_t ST>
+void launch_token(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
+  const unsigned grid = unsigned(p.num_seqs * p.d.HV * (p.d.V / 32)), threads = 32 / 4 * kRG;
+  const ItemDiv dv(p.d.V / 32, p.d);
+  if (p.d.K == 4 * kRG)
+    launch_pdl(dev.pdl(), decode_token_kernel<ACT, ST, 4>, grid, threads, 0, stream, p, dv);
+  else
+    launch_pdl(dev.pdl(), decode_token_kernel<ACT, ST, 8>, grid, threads, 0, stream, p, dv);
+  check_launch("decode_token_kernel");
+}
+
+template <int32_t ACT, int32_t ST>
 void launch(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
   if (p.num_seqs * p.d.HV == 0) return;
   // Every state row start a multiple of n elements (and the pool aligned to n elements).
@@ -257,13 +340,21 @@ void launch(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
            p.state.s_h % n == 0 && p.state.s_slot % n == 0;
   };
   const bool vec = rows_aligned(4);  // float4 / 4 x bf16 accesses
-  // The streaming kernel (2 stages) takes batches with >= 4 items per SM in 64-column tiles (fp32
-  // state; bf16 state measured faster in 32-column tiles), or >= 2 per SM in 32-column tiles,
-  // given 16-byte aligned rows, whole tiles and K <= 128;
-  // everything else (batch 1 included) runs one block per 32-column tile with the state loaded
-  // straight into registers.
+  // One token a sequence, K = 64 or 128, whole 32-column tiles: the lean kernel up to ~8 tiles
+  // per SM (B <= 8 at Qwen3-Next's shape; there it beats streaming: B = 8 18.7 -> 15.5 us on the
+  // H100, docs/perf-notes.md, session 8). The streaming kernel (2 stages) takes batches with >= 4
+  // items per SM in 64-column tiles (fp32 state; bf16 state measured faster in 32-column tiles),
+  // or >= 2 per SM in 32-column tiles, given 16-byte aligned rows, whole tiles and K <= 128;
+  // everything else runs one block per 32-column tile with the state loaded straight into
+  // registers.
   const bool aligned16 = rows_aligned(16 / dtype_bytes(ST));  // 16-byte cp.async
   const int64_t heads = p.num_seqs * p.d.HV, sms = dev.sm_count;
+  const bool lean = vec && p.tokens_per_seq == 1 && !p.per_token_slots && p.d.V % 32 == 0 &&
+                    (p.d.K == 4 * kRG || p.d.K == 8 * kRG);
+#if defined(GDN_EXP) && GDN_EXP >= 7
+  if (lean) return launch_token<ACT, ST>(dev, p, stream);
+#endif
+  if (lean && heads * (p.d.V / 32) <= 8 * sms) return launch_token<ACT, ST>(dev, p, stream);
   if (aligned16 && p.d.K <= 8 * kRG) {
     if constexpr (ST == GDN_DTYPE_F32) {
       if (p.d.V % 64 == 0 && heads * (p.d.V / 64) >= 4 * sms) {
@@ -276,6 +367,7 @@ void launch(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
       return launch_stream<ACT, ST, 8, 32, 2>(dev, p, stream);
     }
   }
+  if (lean) return launch_token<ACT, ST>(dev, p, stream);
   launch_bv<ACT, ST, 32>(dev, p, vec, stream);
 }
 

@@ -80,10 +80,12 @@ __global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p, int hb) {
 // inside the 16 lanes, codes leave as 8-byte stores, weights are loaded once per thread. No shared
 // memory, no barriers; each half-subgroup takes U rows at a time (all loaded before any is used)
 // and strides over all T * HV rows.
-template <int32_t ACT, int32_t OUT, bool FP8, int SPANS>
+// U = 1 when one wave of blocks has a half-subgroup for every row (small T: the shortest chain a
+// thread), else 2 (more loads in flight a thread).
+template <int32_t ACT, int32_t OUT, bool FP8, int SPANS, int U>
 __global__ void __launch_bounds__(kThreads) norm_rows_kernel(NormProblem p, uint32_t rows) {
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
-  constexpr int U = 2, kRowLanes = 16, kPer = 8;
+  constexpr int kRowLanes = 16, kPer = 8;
   const int lane = threadIdx.x % kRowLanes;
   const uint32_t worker = (blockIdx.x * kGroups + threadIdx.x / kLanes) * 2 + (threadIdx.x % kLanes) / kRowLanes;
   const uint32_t workers = gridDim.x * kGroups * 2;
@@ -147,13 +149,22 @@ template <int32_t ACT, int32_t OUT, bool FP8>
 void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
   if (norm_rows_fast_path(p, FP8)) {
     const int64_t rows = p.T * p.d.HV;  // < 2^31 (checked above)
-    auto kernel = p.d.V == 128 ? norm_rows_kernel<ACT, OUT, FP8, 1> : norm_rows_kernel<ACT, OUT, FP8, 2>;
-    // One wave of resident blocks (or fewer when the rows run out), striding over the rows.
-    int per_sm = 0;
-    check(gpuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0), "norm occupancy");
-    const unsigned grid =
-        unsigned(std::min<int64_t>(ceil_div(rows, kGroups * 2 * 2), int64_t(std::max(per_sm, 1)) * dev.sm_count));
-    launch_pdl(dev.pdl(), kernel, grid, kThreads, 0, stream, p, uint32_t(rows));
+    // One wave of resident blocks (or fewer when the rows run out), striding over the rows; one
+    // row a half-subgroup when that wave covers them all.
+    auto run = [&](auto kernel, int u) {
+      int per_sm = 0;
+      check(gpuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0), "norm occupancy");
+      const int64_t wave = int64_t(std::max(per_sm, 1)) * dev.sm_count;
+      if (u == 1 && rows > wave * kGroups * 2) return false;
+      const unsigned grid = unsigned(std::min<int64_t>(ceil_div(rows, kGroups * 2 * u), wave));
+      launch_pdl(dev.pdl(), kernel, grid, kThreads, 0, stream, p, uint32_t(rows));
+      return true;
+    };
+    if (p.d.V == 128) {
+      if (!run(norm_rows_kernel<ACT, OUT, FP8, 1, 1>, 1)) run(norm_rows_kernel<ACT, OUT, FP8, 1, 2>, 2);
+    } else if (!run(norm_rows_kernel<ACT, OUT, FP8, 2, 1>, 1)) {
+      run(norm_rows_kernel<ACT, OUT, FP8, 2, 2>, 2);
+    }
     check_launch("norm_rows_kernel");
     return;
   }
