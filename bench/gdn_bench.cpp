@@ -59,7 +59,10 @@ struct Buffer {
     bytes = n * gdn_dtype_size(dt);
     std::vector<unsigned char> host(bytes);
     std::mt19937_64 rng(n * 31 + 7);
-    for (size_t i = 0; i < n; ++i) {
+    // The first 2^20 elements drawn, the rest repeats of them (GiB-sized state pools fill in a
+    // fraction of a second; the values only need to be ordinary numbers).
+    const size_t drawn = std::min(n, size_t(1) << 20);
+    for (size_t i = 0; i < drawn; ++i) {
       const float f = float(int(rng() % 2001) - 1000) / 1000.0f;
       uint32_t u;
       std::memcpy(&u, &f, 4);
@@ -71,6 +74,8 @@ struct Buffer {
         std::memcpy(&host[4 * i], &g, 4);
       }
     }
+    const size_t block = drawn * gdn_dtype_size(dt);
+    for (size_t at = block; at < bytes; at += block) std::memcpy(&host[at], host.data(), std::min(block, bytes - at));
     if (!ints.empty()) std::memcpy(host.data(), ints.data(), std::min(bytes, ints.size() * 4));
 #if defined(GDN_BENCH_CUDA)
     if (g_gpu) {

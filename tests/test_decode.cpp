@@ -87,12 +87,13 @@ const DecodeParam kDecodeParams[] = {
     {1, 1, 1, 1, GDN_DTYPE_F32, GDN_DTYPE_F32, 2, 1, true, true, false},
     {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 2, 1, true, true, false},
     {2, 4, 256, 256, GDN_DTYPE_BF16, GDN_DTYPE_F32, 1, 2, true, true, false},
-    // Batches large enough for the GPU's streaming (pipelined, persistent) kernel.
+    // Large batches: the one-token kernel (K = 64 / 128) and, for other K or several tokens, the
+    // GPU's streaming (pipelined, persistent) kernel.
     {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 12, 1, true, true, false},
     {8, 16, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, 24, 2, false, true, true},
-    {4, 16, 64, 64, GDN_DTYPE_F16, GDN_DTYPE_F32, 40, 1, true, true, false},
-    {8, 16, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 40, 1, false, true, true},  // staged inputs, g/beta given
-    {4, 16, 128, 128, GDN_DTYPE_F32, GDN_DTYPE_F32, 5, 1, true, true, false},  // 32-column streaming
+    {4, 16, 48, 64, GDN_DTYPE_F16, GDN_DTYPE_F32, 40, 1, true, true, false},
+    {8, 16, 120, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 40, 1, false, true, true},  // staged inputs, g/beta given
+    {4, 16, 96, 128, GDN_DTYPE_F32, GDN_DTYPE_F32, 5, 1, true, true, false},  // 32-column streaming
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, Decode, ::testing::ValuesIn(kDecodeParams), name_of);
 

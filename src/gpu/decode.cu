@@ -1,9 +1,10 @@
 // Recurrent gated delta rule on the GPU. One block per (sequence, value head, tile of BV state
 // columns); the K x BV state tile stays in registers across the Tn tokens of the call, so the
-// state is read once and written once (the tile and its token update: decode_tile.hpp). Large
-// batches go through a persistent streaming kernel (decode_stream_kernel below); small ones
-// through one block per 32-column tile: decode_token_kernel for the common one-token case,
-// decode_kernel for the rest (speculative tokens, per-token slots, odd K, unaligned state).
+// state is read once and written once (the tile and its token update: decode_tile.hpp). The
+// common case (one token a sequence, K = 64 or 128) runs decode_token_kernel, one block per
+// 32-column tile, at every batch size; otherwise large batches go through a persistent streaming
+// kernel (decode_stream_kernel) and small ones through decode_kernel (speculative tokens,
+// per-token slots, other K, unaligned state).
 #include <algorithm>
 
 #include "decode_tile.hpp"
@@ -103,18 +104,15 @@ __global__ void __launch_bounds__(BV / 4 * kRG) decode_kernel(GdnProblem p, Item
   run_tokens<ACT, ST, ROWS, BV>(p, dv, sm, s, b, h, tile, read_slot, vec);
 }
 
-// The common small-batch case, lean: one token a sequence, one slot per sequence, K = ROWS * kRG
+// The common case, lean: one token a sequence, one slot per sequence, K = ROWS * kRG
 // exactly (64 or 128: no row masks, one q/k element a thread), whole 32-column tiles, 4-element
 // aligned state rows (vector accesses). Every load that does not depend on the slot index (q, k,
 // v, the gate inputs) is issued before it, so the chain is slot -> state tile -> the token's
 // update; the update is run_tokens' (the same delta_rule_token, the same sums), so the results
-// equal decode_kernel's bit for bit. H100, graph replays: B = 1 5.8 -> 4.3 us, B = 8 18.7 -> 15.5 us.
+// equal decode_kernel's bit for bit. H100, graph replays, against the previous paths: B = 1 5.8 ->
+// 4.3 us, B = 8 18.7 -> 15.5, B = 32 60.2 -> 51.6, B = 128 211 -> 196.
 template <int32_t ACT, int32_t ST, int ROWS>
-#if defined(GDN_EXP) && GDN_EXP == 8
-__global__ void __launch_bounds__(32 / 4 * kRG, 4) decode_token_kernel(GdnProblem p, ItemDiv dv) {
-#else
 __global__ void __launch_bounds__(32 / 4 * kRG) decode_token_kernel(GdnProblem p, ItemDiv dv) {
-#endif
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   constexpr int BV = 32, kCT = BV / 4, kThreads = kCT * kRG, K = ROWS * kRG;
   static_assert(K <= kThreads, "one q/k element a thread");
@@ -340,21 +338,18 @@ void launch(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
            p.state.s_h % n == 0 && p.state.s_slot % n == 0;
   };
   const bool vec = rows_aligned(4);  // float4 / 4 x bf16 accesses
-  // One token a sequence, K = 64 or 128, whole 32-column tiles: the lean kernel up to ~8 tiles
-  // per SM (B <= 8 at Qwen3-Next's shape; there it beats streaming: B = 8 18.7 -> 15.5 us on the
-  // H100, docs/perf-notes.md, session 8). The streaming kernel (2 stages) takes batches with >= 4
-  // items per SM in 64-column tiles (fp32 state; bf16 state measured faster in 32-column tiles),
-  // or >= 2 per SM in 32-column tiles, given 16-byte aligned rows, whole tiles and K <= 128;
-  // everything else runs one block per 32-column tile with the state loaded straight into
-  // registers.
+  // One token a sequence, K = 64 or 128, whole 32-column tiles: the lean kernel at every batch
+  // size (H100, docs/perf-notes.md, session 8: it beats the streaming kernel at B = 8, 32 and 128,
+  // e.g. B = 32 60.2 -> 51.6 us). Otherwise the streaming kernel (2 stages) takes batches with
+  // >= 4 items per SM in 64-column tiles (fp32 state; bf16 state measured faster in 32-column
+  // tiles), or >= 2 per SM in 32-column tiles, given 16-byte aligned rows, whole tiles and
+  // K <= 128; everything else (speculative tokens, other K) runs one block per 32-column tile
+  // with the state loaded straight into registers.
   const bool aligned16 = rows_aligned(16 / dtype_bytes(ST));  // 16-byte cp.async
   const int64_t heads = p.num_seqs * p.d.HV, sms = dev.sm_count;
   const bool lean = vec && p.tokens_per_seq == 1 && !p.per_token_slots && p.d.V % 32 == 0 &&
                     (p.d.K == 4 * kRG || p.d.K == 8 * kRG);
-#if defined(GDN_EXP) && GDN_EXP >= 7
   if (lean) return launch_token<ACT, ST>(dev, p, stream);
-#endif
-  if (lean && heads * (p.d.V / 32) <= 8 * sms) return launch_token<ACT, ST>(dev, p, stream);
   if (aligned16 && p.d.K <= 8 * kRG) {
     if constexpr (ST == GDN_DTYPE_F32) {
       if (p.d.V % 64 == 0 && heads * (p.d.V / 64) >= 4 * sms) {
@@ -367,7 +362,6 @@ void launch(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
       return launch_stream<ACT, ST, 8, 32, 2>(dev, p, stream);
     }
   }
-  if (lean) return launch_token<ACT, ST>(dev, p, stream);
   launch_bv<ACT, ST, 32>(dev, p, vec, stream);
 }
 

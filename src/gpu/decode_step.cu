@@ -464,9 +464,6 @@ bool decode_step(const Device& dev, const ConvProblem& pc, const GdnProblem& pd,
   if (!a16(pc.x.p) || pc.x.s_seq % 8 || !head_rows_aligned(pn.z, 8)) return false;
   if (smem_bytes(pd, kNS) + kStaticSmem > dev.max_smem_optin) return false;
   if (pd.num_seqs == 0) return true;
-#if defined(GDN_EXP) && GDN_EXP == 6
-  if (pd.num_seqs * d.HV * kCTiles <= 2 * dev.sm_count) return false;
-#endif
   const gpuStream_t s = gpuStream_t(stream);
   if (act == GDN_DTYPE_BF16) {
     dispatch_state(pd.state.dt, [&](auto st) { dispatch_out<GDN_DTYPE_BF16, decltype(st)::value>(dev, pc, pd, pn, fp8, s); });
