@@ -355,6 +355,51 @@ struct Bench {
     const double bytes = double(B * C * 2 + z.bytes + a.bytes + b.bytes + w.bytes + q8.bytes + sc.bytes + 4 * B) +
                          2.0 * double(B * (state_bytes + conv_bytes));
     add("decode_step", "B=" + std::to_string(B), t, bytes);
+
+    // The same step as the three public ops (conv_update -> decode -> norm_gated_fp8_quant) through
+    // intermediates in device memory: what the fused kernel has to beat (row "decode_step3", same
+    // bytes and floor as the fused row).
+    Buffer mixed(GDN_DTYPE_BF16, {B, C}), core(GDN_DTYPE_BF16, {B, 1, HV, V});
+    gdn_conv_update_args ca{};
+    ca.struct_size = sizeof ca;
+    ca.x = x.view(), ca.x.shape[1] = C;  // the conv channels of each row (plain layout: the first C)
+    ca.out = mixed.view(), ca.weight = w.view(), ca.conv_state = cst.view();
+    gdn_decode_args da{};
+    da.struct_size = sizeof da;
+    auto head_view = [&](int64_t offset, int64_t heads, int64_t dim) {  // [B, 1, heads, dim] inside mixed
+      gdn_tensor hv = mixed.view();
+      hv.data = static_cast<uint16_t*>(mixed.ptr) + offset;
+      hv.ndim = 4, hv.shape[0] = B, hv.shape[1] = 1, hv.shape[2] = heads, hv.shape[3] = dim;
+      hv.strides[0] = C, hv.strides[1] = C, hv.strides[2] = dim, hv.strides[3] = 1;
+      return hv;
+    };
+    da.q = head_view(0, HK, K), da.k = head_view(HK * K, HK, K), da.v = head_view(2 * HK * K, HV, V);
+    auto per_token = [&](const Buffer& g) {  // [B, HV] as [B, 1, HV]
+      gdn_tensor pt = g.view();
+      pt.ndim = 3, pt.shape[1] = 1, pt.shape[2] = HV, pt.strides[0] = HV, pt.strides[1] = HV, pt.strides[2] = 1;
+      return pt;
+    };
+    da.a = per_token(a), da.b = per_token(b), da.A_log = A_log.view(), da.dt_bias = dt_bias.view();
+    da.state = state.view(), da.out = core.view();
+    gdn_norm_gated_args na{};
+    na.struct_size = sizeof na;
+    na.x = core.view(), na.x.ndim = 3, na.x.shape[1] = HV, na.x.shape[2] = V;
+    na.x.strides[0] = HV * V, na.x.strides[1] = V, na.x.strides[2] = 1;
+    na.z = z.view(), na.weight = nw.view(), na.out = q8.view(), na.scales = sc.view();
+    size_t dws_bytes = 0, nws_bytes = 0;
+    CHECK(gdn_decode_workspace_size(layer, B, 1, &dws_bytes));
+    CHECK(gdn_norm_gated_workspace_size(layer, B, &nws_bytes));
+    Workspace dws(dws_bytes), nws(nws_bytes);
+    const double t3 = time_calls(int(sets), [&](int i, void* stream) {
+      gdn_tensor s = slots.view();
+      s.ndim = 1, s.shape[0] = B, s.strides[0] = 1;
+      s.data = static_cast<int32_t*>(slots.ptr) + int64_t(i) * B;
+      ca.slot_idx = s, da.slot_idx = s;
+      CHECK(gdn_conv_update(layer, &ca, nullptr, 0, stream));
+      CHECK(gdn_decode(layer, &da, dws.ptr, dws.bytes, stream));
+      CHECK(gdn_norm_gated_fp8_quant(layer, &na, nws.ptr, nws.bytes, stream));
+    });
+    add("decode_step3", "B=" + std::to_string(B) + " (3 ops)", t3, bytes);
   }
 
   void conv_update(int64_t B) {
