@@ -147,6 +147,61 @@ TEST_P(Conv, UpdateMatchesOracle) {
   }
 }
 
+// Weights, bias and conv state given with non-contiguous strides (weights stored transposed,
+// every other bias element, state windows in rows of W): the element-wise paths of the kernels.
+TEST_P(Conv, UpdateStridedOperands) {
+  const ConvParam P = GetParam();
+  Ctx ctx;
+  const gdn_layer_config cfg = config();
+  Layer layer(ctx.ctx, cfg);
+  const int64_t B = 4, slots = 6;
+  ConvCase c(cfg, B, slots, P.bias, P.state, 77);
+  const int64_t C = c.C, W = c.W;
+  Buf slot_idx(GDN_DTYPE_I32, {B});
+  for (int64_t b = 0; b < B; ++b) slot_idx.set(b, double(slots - 2 - b));
+  slot_idx.set(2, GDN_PAD_SLOT);
+  std::vector<double> pool = c.state.values(), want(size_t(c.out.numel()), 0.0);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t s = int64_t(slot_idx.get(b));
+    if (s >= 0) c.run(pool, s, true, b, b + 1, want);
+  }
+  Buf wt(c.weight.dt, {W, C}), bias2(c.bias.dt, {2 * C}), st(c.state.dt, {slots, C, W});
+  bias2.poison();
+  st.poison();
+  for (int64_t ch = 0; ch < C; ++ch) {
+    for (int64_t j = 0; j < W; ++j) wt.set(j * C + ch, c.weight.get(ch * W + j));
+    bias2.set(2 * ch, c.bias.get(ch));
+  }
+  for (int64_t s = 0; s < slots; ++s)
+    for (int64_t ch = 0; ch < C; ++ch)
+      for (int64_t j = 0; j < W - 1; ++j) st.set((s * C + ch) * W + j, c.state.get((s * C + ch) * (W - 1) + j));
+  auto a = make_args<gdn_conv_update_args>();
+  a.x = c.x_view();
+  a.out = c.out.view();
+  a.weight = wt.view();
+  a.weight.shape[0] = C, a.weight.shape[1] = W, a.weight.strides[0] = 1, a.weight.strides[1] = C;
+  if (P.bias) {
+    a.bias = bias2.view();
+    a.bias.shape[0] = C, a.bias.strides[0] = 2;
+  }
+  a.conv_state = st.view();
+  a.conv_state.shape[2] = W - 1;
+  a.slot_idx = slot_idx.view();
+  size_t bytes = 1;
+  ASSERT_EQ(gdn_conv_update_workspace_size(layer.layer, B, 1, &bytes), GDN_SUCCESS);
+  Workspace ws;
+  ws.resize(bytes);
+  ASSERT_EQ(call(gdn_conv_update, layer.layer, &a, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
+  const double tol = tol_for(P.act);
+  EXPECT_TRUE(close(c.out.values(), want, tol, tol, "out"));
+  std::vector<double> got(pool.size());
+  for (int64_t s = 0; s < slots; ++s)
+    for (int64_t ch = 0; ch < C; ++ch)
+      for (int64_t j = 0; j < W - 1; ++j)
+        got[size_t((s * C + ch) * (W - 1) + j)] = st.get((s * C + ch) * W + j);
+  EXPECT_TRUE(close(got, pool, 0, 0, "conv_state"));
+}
+
 TEST_P(Conv, PrefillMatchesOracleAndContinuesIntoUpdate) {
   const ConvParam P = GetParam();
   Ctx ctx;

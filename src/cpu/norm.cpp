@@ -20,7 +20,8 @@ void norm_head(const NormProblem& p, int64_t t, int64_t h, const float* __restri
   float ss = 0.0f;
   for (int64_t j = 0; j < V; ++j) ss += y[j] * y[j];
   const float inv = 1.0f / std::sqrt(ss / float(V) + p.eps);
-  for (int64_t j = 0; j < V; ++j) y[j] = y[j] * inv * w[j] * silu(z[j]);
+  silu_row(z, V);
+  for (int64_t j = 0; j < V; ++j) y[j] = y[j] * inv * w[j] * z[j];
 }
 
 }  // namespace
@@ -42,7 +43,10 @@ void norm_gated(ThreadPool& pool, const NormProblem& p, bool fp8, void* ws, size
       const float fmax = fp8_max(p.out.dt);
       for (int64_t g0 = 0; g0 < HV * V; g0 += p.group) {
         float amax = 0.0f;
-        for (int64_t c = g0; c < g0 + p.group; ++c) amax = std::fmax(amax, std::fabs(y[c]));
+        for (int64_t c = g0; c < g0 + p.group; ++c) {
+          const float a = std::fabs(y[c]);
+          amax = a > amax ? a : amax;  // NaN ignored, as fmax does (which would be a libm call a value)
+        }
         const float scale = std::fmax(amax / fmax, FLT_MIN);
         for (int64_t c = g0; c < g0 + p.group; ++c) y[c] /= scale;
         store_float(p.scales.at(t, g0 / p.group), p.scales.dt, scale);
