@@ -106,6 +106,34 @@ TEST(Numeric, F16RoundTripsEveryCodeAndRoundsToNearestEven) {
   EXPECT_EQ(f32_to_f16(std::ldexp(3.0f, -25)), 0x0002);         // 1.5 ulp: tie to even 2
 }
 
+// The branch-free row encoder gives f32_to_e4m3's code for every float in a sweep of the bit
+// patterns (a prime stride over all 2^32, then every pattern of the fp8 range's exponents at a
+// finer stride) and around every code and midpoint.
+template <bool FNUZ>
+void check_e4m3_rows() {
+  auto same = [](uint32_t bits) {
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f32_to_e4m3_rows<FNUZ>(f) == f32_to_e4m3<FNUZ>(f);
+  };
+  for (uint64_t b = 0; b < (uint64_t(1) << 32); b += 4099)
+    ASSERT_TRUE(same(uint32_t(b))) << b;
+  for (uint32_t e = 100; e <= 140; ++e)
+    for (uint32_t m = 0; m < (1u << 23); m += 509)
+      for (uint32_t s : {0u, 0x80000000u}) ASSERT_TRUE(same(s | (e << 23) | m)) << e << " " << m;
+  for (int c = 0; c < 256; ++c) {
+    const float v = e4m3_to_f32<FNUZ>(uint8_t(c)), w = e4m3_to_f32<FNUZ>(uint8_t(c + 1 < 256 ? c + 1 : c));
+    uint32_t bits;
+    const float mid = (v + w) / 2;
+    for (float x : {v, mid}) {
+      std::memcpy(&bits, &x, 4);
+      for (int d = -2; d <= 2; ++d) ASSERT_TRUE(same(bits + uint32_t(d))) << c << " " << d;
+    }
+  }
+  for (uint32_t special : {0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00001u, 0x00000001u, 0x80000000u, 0u})
+    ASSERT_TRUE(same(special)) << special;
+}
+
 template <bool FNUZ>
 void check_e4m3() {
   for (int c = 0; c < 256; ++c) {
@@ -143,6 +171,8 @@ void check_e4m3() {
 
 TEST(Numeric, E4m3fnExhaustiveAndNearestEven) { check_e4m3<false>(); }
 TEST(Numeric, E4m3fnuzExhaustiveAndNearestEven) { check_e4m3<true>(); }
+TEST(Numeric, E4m3fnRowEncoderEqualsScalar) { check_e4m3_rows<false>(); }
+TEST(Numeric, E4m3fnuzRowEncoderEqualsScalar) { check_e4m3_rows<true>(); }
 
 TEST(Numeric, GateMath) {
   EXPECT_FLOAT_EQ(softplus(30.0f), 30.0f);

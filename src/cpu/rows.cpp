@@ -40,12 +40,12 @@ void store_row(void* dst, int32_t dt, int64_t n, const float* src) {
     }
     case GDN_DTYPE_F8_E4M3FN: {
       uint8_t* d = static_cast<uint8_t*>(dst);
-      for (int64_t i = 0; i < n; ++i) d[i] = f32_to_e4m3<false>(src[i]);
+      for (int64_t i = 0; i < n; ++i) d[i] = f32_to_e4m3_rows<false>(src[i]);
       return;
     }
     case GDN_DTYPE_F8_E4M3FNUZ: {
       uint8_t* d = static_cast<uint8_t*>(dst);
-      for (int64_t i = 0; i < n; ++i) d[i] = f32_to_e4m3<true>(src[i]);
+      for (int64_t i = 0; i < n; ++i) d[i] = f32_to_e4m3_rows<true>(src[i]);
       return;
     }
     default: {
