@@ -57,11 +57,13 @@ struct Buffer {
     size_t n = 1;
     for (int64_t x : shape) n *= size_t(x);
     bytes = n * gdn_dtype_size(dt);
-    std::vector<unsigned char> host(bytes);
-    std::mt19937_64 rng(n * 31 + 7);
     // The first 2^20 elements drawn, the rest repeats of them (GiB-sized state pools fill in a
-    // fraction of a second; the values only need to be ordinary numbers).
-    const size_t drawn = std::min(n, size_t(1) << 20);
+    // fraction of a second; the values only need to be ordinary numbers); on the GPU the repeats
+    // are device-to-device copies, so the host holds only the drawn block (or the integers).
+    const size_t drawn = std::min(n, size_t(1) << 20), block = drawn * gdn_dtype_size(dt);
+    const size_t head = std::min(bytes, std::max(block, ints.size() * 4));
+    std::vector<unsigned char> host(g_gpu ? head : bytes);
+    std::mt19937_64 rng(n * 31 + 7);
     for (size_t i = 0; i < drawn; ++i) {
       const float f = float(int(rng() % 2001) - 1000) / 1000.0f;
       uint32_t u;
@@ -74,16 +76,22 @@ struct Buffer {
         std::memcpy(&host[4 * i], &g, 4);
       }
     }
-    const size_t block = drawn * gdn_dtype_size(dt);
-    for (size_t at = block; at < bytes; at += block) std::memcpy(&host[at], host.data(), std::min(block, bytes - at));
+    const bool floats = dt == GDN_DTYPE_BF16 || dt == GDN_DTYPE_F16 || dt == GDN_DTYPE_F32;
     if (!ints.empty()) std::memcpy(host.data(), ints.data(), std::min(bytes, ints.size() * 4));
 #if defined(GDN_BENCH_CUDA)
     if (g_gpu) {
       CU(cudaMalloc(&ptr, bytes ? bytes : 1));
-      CU(cudaMemcpy(ptr, host.data(), bytes, cudaMemcpyHostToDevice));
+      CU(cudaMemset(ptr, 0, bytes));
+      CU(cudaMemcpy(ptr, host.data(), head, cudaMemcpyHostToDevice));
+      char* dst = static_cast<char*>(ptr);
+      if (floats)
+        for (size_t at = head; at < bytes; at += std::min(at, bytes - at))
+          CU(cudaMemcpy(dst + at, dst, std::min(at, bytes - at), cudaMemcpyDeviceToDevice));
       return;
     }
 #endif
+    if (floats)
+      for (size_t at = block; at < bytes; at += block) std::memcpy(&host[at], host.data(), std::min(block, bytes - at));
     ptr = std::malloc(bytes ? bytes : 1);
     std::memcpy(ptr, host.data(), bytes);
   }
