@@ -40,8 +40,10 @@ class Arena {
 // and norm time.
 inline float exp_neg(float x) {
   float t = -x * 1.44269504f;
-  t = t < -126.0f ? -126.0f : t;  // not std::fmax / fmin: those stay libm calls and block vectorising
-  t = t > 126.0f ? 126.0f : t;
+  // Clamped by selects (std::fmax / fmin stay libm calls and block vectorising); a NaN x lands
+  // on -126, so the integer conversion below stays defined (and x / (1 + ...) is NaN anyway).
+  t = t > -126.0f ? t : -126.0f;
+  t = t < 126.0f ? t : 126.0f;
   const float n = (t + 12582912.0f) - 12582912.0f;  // round to nearest
   const float f = t - n;
   float q = 1.53533597e-4f;
