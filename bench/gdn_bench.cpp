@@ -294,6 +294,14 @@ struct Bench {
   }
 
   // Slot sets rotating through a pool of >= 512 MiB (CPU) / 1 GiB (GPU): no state stays cached.
+  // Row i of a [sets, B] int32 slot table, as the [B] slot_idx of call i.
+  static gdn_tensor slot_row(const Buffer& slots, int i, int64_t B) {
+    gdn_tensor s = slots.view();
+    s.ndim = 1, s.shape[0] = B, s.strides[0] = 1;
+    s.data = static_cast<int32_t*>(slots.ptr) + int64_t(i) * B;
+    return s;
+  }
+
   int64_t slot_sets(int64_t per_set_bytes) const {
     const int64_t pool = int64_t(g_gpu ? 1024 : 512) << 20;
     return std::max<int64_t>(2, std::min<int64_t>(64, (pool + per_set_bytes - 1) / per_set_bytes));
@@ -317,12 +325,7 @@ struct Bench {
     args.q = q.view(), args.k = k.view(), args.v = v.view(), args.a = a.view(), args.b = b.view();
     args.A_log = A_log.view(), args.dt_bias = dt_bias.view(), args.state = state.view(), args.out = out.view();
     const double t = time_calls(int(sets), [&](int i, void* stream) {
-      gdn_tensor s = slots.view();
-      s.ndim = 1;
-      s.shape[0] = B;
-      s.strides[0] = 1;
-      s.data = static_cast<int32_t*>(slots.ptr) + int64_t(i) * B;
-      args.slot_idx = s;
+      args.slot_idx = slot_row(slots, i, B);
       CHECK(gdn_decode(lay, &args, ws.ptr, ws.bytes, stream));
     });
     const double bytes = 2.0 * double(B * state_bytes) +
@@ -353,10 +356,7 @@ struct Bench {
     args.a = a.view(), args.b = b.view(), args.A_log = A_log.view(), args.dt_bias = dt_bias.view();
     args.state = state.view(), args.norm_weight = nw.view(), args.out = q8.view(), args.scales = sc.view();
     const double t = time_calls(int(sets), [&](int i, void* stream) {
-      gdn_tensor s = slots.view();
-      s.ndim = 1, s.shape[0] = B, s.strides[0] = 1;
-      s.data = static_cast<int32_t*>(slots.ptr) + int64_t(i) * B;
-      args.slot_idx = s;
+      args.slot_idx = slot_row(slots, i, B);
       CHECK(gdn_decode_step(layer, &args, ws.ptr, ws.bytes, stream));
     });
     // Reads: the conv channels of x, z, a, b; states in and out; writes: codes and scales.
@@ -399,10 +399,7 @@ struct Bench {
     CHECK(gdn_norm_gated_workspace_size(layer, B, &nws_bytes));
     Workspace dws(dws_bytes), nws(nws_bytes);
     const double t3 = time_calls(int(sets), [&](int i, void* stream) {
-      gdn_tensor s = slots.view();
-      s.ndim = 1, s.shape[0] = B, s.strides[0] = 1;
-      s.data = static_cast<int32_t*>(slots.ptr) + int64_t(i) * B;
-      ca.slot_idx = s, da.slot_idx = s;
+      ca.slot_idx = da.slot_idx = slot_row(slots, i, B);
       CHECK(gdn_conv_update(layer, &ca, nullptr, 0, stream));
       CHECK(gdn_decode(layer, &da, dws.ptr, dws.bytes, stream));
       CHECK(gdn_norm_gated_fp8_quant(layer, &na, nws.ptr, nws.bytes, stream));
@@ -423,10 +420,7 @@ struct Bench {
     a.struct_size = sizeof a;
     a.x = x.view(), a.out = out.view(), a.weight = w.view(), a.conv_state = st.view();
     const double t = time_calls(int(std::min<int64_t>(sets, 16)), [&](int i, void* stream) {
-      gdn_tensor s = slots.view();
-      s.ndim = 1, s.shape[0] = B, s.strides[0] = 1;
-      s.data = static_cast<int32_t*>(slots.ptr) + int64_t(i) * B;
-      a.slot_idx = s;
+      a.slot_idx = slot_row(slots, i, B);
       CHECK(gdn_conv_update(layer, &a, nullptr, 0, stream));
     });
     add("conv_update", "B=" + std::to_string(B) + " C=8192", t,

@@ -53,25 +53,13 @@ __device__ __forceinline__ void run_tokens(const GdnProblem& p, const ItemDiv& d
     if (threadIdx.x < kBV && jv < V)
       vj = PRE ? Elem<ACT>::load(in, 2 * K + threadIdx.x) : Elem<ACT>::load(p.v.at(b, t, h), jv);
     if (!PRE && threadIdx.x == 0) {  // the gate once per block, published by the barrier below
-      float g, beta;
-      if (p.raw_gate) {
-        g = gate_g(load_float(p.a.at(b, t, h), p.a.dt), p.A_log.f(h), p.dt_bias.f(h));
-        beta = sigmoid(load_float(p.b.at(b, t, h), p.b.dt));
-      } else {
-        g = load_float(p.g.at(b, t, h), p.g.dt);
-        beta = load_float(p.beta.at(b, t, h), p.beta.dt);
-      }
-      sm.gate[0] = expf(g);
-      sm.gate[1] = beta;
+      GateInputs gi;
+      gi.load(p, b, t, h);
+      sm.gate[0] = gi.decay(p);
+      sm.gate[1] = gi.beta(p);
     }
-    float q_scale = p.scale, k_scale = 1.0f;
-    if (p.l2norm) {
-      block_sum2(qq, kk, sm.scratch);
-      q_scale *= 1.0f / sqrtf(qq + kL2NormEps);
-      k_scale = 1.0f / sqrtf(kk + kL2NormEps);
-    } else {
-      __syncthreads();
-    }
+    float q_scale, k_scale;
+    token_scales(p, qq, kk, sm.scratch, q_scale, k_scale);
     const float decay = PRE ? gate[0] : sm.gate[0], beta = PRE ? gate[1] : sm.gate[1];
 
     const float acc = delta_rule_token<ROWS, BV>(s, sm.red, sm.u, sm.q, sm.k, K, q_scale, k_scale, decay, beta, vj,
@@ -126,15 +114,8 @@ __global__ void __launch_bounds__(32 / 4 * kRG) decode_token_kernel(GdnProblem p
   const float qi = has_qk ? Elem<ACT>::load(p.q.at(b, 0, hk), threadIdx.x) : 0.0f;
   const float ki = has_qk ? Elem<ACT>::load(p.k.at(b, 0, hk), threadIdx.x) : 0.0f;
   const float vj = threadIdx.x < BV ? Elem<ACT>::load(p.v.at(b, 0, h), tile * BV + threadIdx.x) : 0.0f;
-  float ga = 0.0f, gb = 0.0f, gA = 0.0f, gd = 0.0f;
-  if (threadIdx.x == 0) {
-    if (p.raw_gate) {
-      ga = load_float(p.a.at(b, 0, h), p.a.dt), gb = load_float(p.b.at(b, 0, h), p.b.dt);
-      gA = p.A_log.f(h), gd = p.dt_bias.f(h);
-    } else {
-      ga = load_float(p.g.at(b, 0, h), p.g.dt), gb = load_float(p.beta.at(b, 0, h), p.beta.dt);
-    }
-  }
+  GateInputs gi;
+  if (threadIdx.x == 0) gi.load(p, b, 0, h);
   const int64_t slot = read_slot_of(p, b);
   float s[ROWS][4];
   const int64_t j0 = tile * BV + tx * 4;
@@ -148,17 +129,11 @@ __global__ void __launch_bounds__(32 / 4 * kRG) decode_token_kernel(GdnProblem p
   if (has_qk) sm.q[threadIdx.x] = qi, sm.k[threadIdx.x] = ki;
   float qq = qi * qi, kk = ki * ki;
   if (threadIdx.x == 0) {
-    sm.gate[0] = expf(p.raw_gate ? gate_g(ga, gA, gd) : ga);
-    sm.gate[1] = p.raw_gate ? sigmoid(gb) : gb;
+    sm.gate[0] = gi.decay(p);
+    sm.gate[1] = gi.beta(p);
   }
-  float q_scale = p.scale, k_scale = 1.0f;
-  if (p.l2norm) {
-    block_sum2(qq, kk, sm.scratch);
-    q_scale *= 1.0f / sqrtf(qq + kL2NormEps);
-    k_scale = 1.0f / sqrtf(kk + kL2NormEps);
-  } else {
-    __syncthreads();
-  }
+  float q_scale, k_scale;
+  token_scales(p, qq, kk, sm.scratch, q_scale, k_scale);
   if (slot < 0) {  // PAD / out of range: zero outputs, no state
     if (threadIdx.x < BV) Elem<ACT>::store(p.out.at(b, 0, h), tile * BV + threadIdx.x, 0.0f);
     return;
@@ -203,7 +178,7 @@ __global__ void __launch_bounds__(BV / 4 * kRG, 768 / (BV / 4 * kRG))
 
   auto seq_of = [&](int64_t item) { return dv.seq(uint32_t(item)); };
   int64_t next_slot = PRE && blockIdx.x < items ? read_slot_of(p, seq_of(blockIdx.x)) : -1;
-  float ga = 0.0f, gb = 0.0f, gA = 0.0f, gd = 0.0f;  // PRE, thread 0: gate inputs of the newest item
+  GateInputs gi;  // PRE, thread 0: gate inputs of the newest item
   auto issue = [&](int64_t item, int stage) {
     if (item < items) {
       int64_t b, h, tile;
@@ -226,14 +201,7 @@ __global__ void __launch_bounds__(BV / 4 * kRG, 768 / (BV / 4 * kRG))
                                       : reinterpret_cast<const A*>(p.v.at(b, 0, h)) + tile * BV + 8 * (c - 2 * nq);
           async_copy16(&in_s[stage][8 * c], src);
         }
-        if (threadIdx.x == 0) {
-          if (p.raw_gate) {
-            ga = load_float(p.a.at(b, 0, h), p.a.dt), gb = load_float(p.b.at(b, 0, h), p.b.dt);
-            gA = p.A_log.f(h), gd = p.dt_bias.f(h);
-          } else {
-            ga = load_float(p.g.at(b, 0, h), p.g.dt), gb = load_float(p.beta.at(b, 0, h), p.beta.dt);
-          }
-        }
+        if (threadIdx.x == 0) gi.load(p, b, 0, h);
       }
     }
     async_commit();
@@ -241,8 +209,8 @@ __global__ void __launch_bounds__(BV / 4 * kRG, 768 / (BV / 4 * kRG))
   // PRE, thread 0: the newest issued item's decay and beta into its stage (read after a barrier).
   auto publish_gate = [&](int stage) {
     if (PRE && threadIdx.x == 0) {
-      gate_s[stage][0] = expf(p.raw_gate ? gate_g(ga, gA, gd) : ga);
-      gate_s[stage][1] = p.raw_gate ? sigmoid(gb) : gb;
+      gate_s[stage][0] = gi.decay(p);
+      gate_s[stage][1] = gi.beta(p);
     }
   };
 

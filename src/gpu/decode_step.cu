@@ -111,21 +111,18 @@ __device__ __forceinline__ float conv_from_inputs(const ConvProblem& pc, const I
   return round_to<ACT>(conv_act(pc, conv_step(w, win, in.W, bias, Elem<ACT>::load(buf + in.x(), i))));
 }
 
-// The q and k scales of a token whose q and k (K each) are in sm: p.scale / |q| and 1 / |k| with
-// the l2 norm on (a block sum over NT threads, the decode kernel's order), else p.scale and 1.
+// The q and k scales of a token whose q and k (K each) are in sm (token_scales over NT threads,
+// the decode kernel's order).
 template <int NT, int BV>
 __device__ __forceinline__ void qk_scales(const GdnProblem& p, TokenSmem<BV>& sm, int K, float& q_scale,
                                           float& k_scale) {
-  q_scale = p.scale, k_scale = 1.0f;
-  if (!p.l2norm) return;
   float qq = 0.0f, kk = 0.0f;
-  for (int i = threadIdx.x; i < K; i += NT) {
-    qq += sm.q[i] * sm.q[i];
-    kk += sm.k[i] * sm.k[i];
-  }
-  block_sum2(qq, kk, sm.scratch);
-  q_scale *= 1.0f / sqrtf(qq + kL2NormEps);
-  k_scale = 1.0f / sqrtf(kk + kL2NormEps);
+  if (p.l2norm)
+    for (int i = threadIdx.x; i < K; i += NT) {
+      qq += sm.q[i] * sm.q[i];
+      kk += sm.k[i] * sm.k[i];
+    }
+  token_scales(p, qq, kk, sm.scratch, q_scale, k_scale);
 }
 
 template <int32_t ACT, int32_t ST, int32_t OUT, bool FP8>
@@ -157,7 +154,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc
     return item < items ? load_index(pd.slot_idx.at(dv.hk.div(item), 0), pd.slot_idx.dt) : int64_t(-1);
   };
   int64_t raw = -1, raw_next = slot_index(blockIdx.x);
-  float ga = 0.0f, gb = 0.0f, gA = 0.0f, gd = 0.0f;
+  GateInputs gi;  // threads < G: the gate inputs of value head threadIdx.x of the newest item
   auto issue = [&](int n, int stage) {
     const int k = int(dv.per.div(n)), item = int(blockIdx.x) + k * stride, within = n - k * per_item;
     if (item < items) {
@@ -172,11 +169,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc
           copy_conv_inputs<kThreads>(pc, in, buf, raw, b, c0, cnt);
         }
         for (int g = 0; g < G; ++g) copy_async<kThreads>(buf + in.z() + g * kV, pn.z.at(b, 0, hk * G + g), kV);
-        if (int(threadIdx.x) < G) {
-          const int hh = hk * G + int(threadIdx.x);
-          ga = load_float(pd.a.at(b, 0, hh), pd.a.dt), gb = load_float(pd.b.at(b, 0, hh), pd.b.dt);
-          gA = pd.A_log.f(hh), gd = pd.dt_bias.f(hh);
-        }
+        if (int(threadIdx.x) < G) gi.load(pd, b, 0, hk * G + int(threadIdx.x));
       }
       const int h = hk * G + within / kTiles, tile = within % kTiles;
       const int64_t slot = raw >= 0 && raw < pd.state.num_slots ? raw : -1;
@@ -219,8 +212,8 @@ __global__ void __launch_bounds__(kThreads, 2) decode_step_kernel(ConvProblem pc
         (i < K ? sm.q[i] : i < 2 * K ? sm.k[i - K] : v_s[i - 2 * K]) = y;
       }
       if (int(threadIdx.x) < G) {  // the gates of the item's value heads
-        gate_s[2 * threadIdx.x] = expf(gate_g(ga, gA, gd));
-        gate_s[2 * threadIdx.x + 1] = sigmoid(gb);
+        gate_s[2 * threadIdx.x] = gi.decay(pd);
+        gate_s[2 * threadIdx.x + 1] = gi.beta(pd);
       }
       __syncthreads();
       qk_scales<kThreads>(pd, sm, K, q_scale, k_scale);
@@ -309,11 +302,8 @@ __global__ void __launch_bounds__(kCThreads) decode_step_cluster_kernel(ConvProb
   const int64_t slot = raw >= 0 && raw < pd.state.num_slots ? raw : -1;
   float s[kRows][4];
   StateIO<ST>::template load_tile<kRows>(pd, slot, h, ty, tile * kCBV + tx * 4, true, s);
-  float ga = 0.0f, gb = 0.0f, gA = 0.0f, gd = 0.0f;
-  if (threadIdx.x == 0) {
-    ga = load_float(pd.a.at(b, 0, h), pd.a.dt), gb = load_float(pd.b.at(b, 0, h), pd.b.dt);
-    gA = pd.A_log.f(h), gd = pd.dt_bias.f(h);
-  }
+  GateInputs gi;
+  if (threadIdx.x == 0) gi.load(pd, b, 0, h);
   const int lane = threadIdx.x % 16;
   float zs[1][8], w[1][8];
   if (threadIdx.x < 16) {
@@ -349,8 +339,8 @@ __global__ void __launch_bounds__(kCThreads) decode_step_cluster_kernel(ConvProb
     (i < K ? sm.q[i] : i < 2 * K ? sm.k[i - K] : v_s[i - 2 * K]) = y;
   }
   if (threadIdx.x == 0) {
-    sm.gate[0] = expf(gate_g(ga, gA, gd));
-    sm.gate[1] = sigmoid(gb);
+    sm.gate[0] = gi.decay(pd);
+    sm.gate[1] = gi.beta(pd);
   }
   __syncthreads();
   float q_scale, k_scale;

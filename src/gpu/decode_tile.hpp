@@ -110,6 +110,39 @@ struct ItemDiv {
   __device__ __forceinline__ int64_t key_head(int64_t h) const { return group.div(uint32_t(h)); }
 };
 
+// A token's gate inputs for value head h -- a, b, A_log, dt_bias (raw gate) or g, beta -- loaded
+// early (their latency overlapping other loads) and turned into the decay exp(g) and beta later.
+struct GateInputs {
+  float a = 0.0f, b = 0.0f, A_log = 0.0f, dt_bias = 0.0f;  // without a raw gate: a = g, b = beta
+  __device__ __forceinline__ void load(const GdnProblem& p, int64_t i0, int64_t i1, int64_t h) {
+    if (p.raw_gate) {
+      a = load_float(p.a.at(i0, i1, h), p.a.dt), b = load_float(p.b.at(i0, i1, h), p.b.dt);
+      A_log = p.A_log.f(h), dt_bias = p.dt_bias.f(h);
+    } else {
+      a = load_float(p.g.at(i0, i1, h), p.g.dt), b = load_float(p.beta.at(i0, i1, h), p.beta.dt);
+    }
+  }
+  __device__ __forceinline__ float decay(const GdnProblem& p) const {
+    return expf(p.raw_gate ? gate_g(a, A_log, dt_bias) : a);
+  }
+  __device__ __forceinline__ float beta(const GdnProblem& p) const { return p.raw_gate ? sigmoid(b) : b; }
+};
+
+// A token's q and k scales from this thread's partial sums of squares of q and k: p.scale / |q|
+// and 1 / |k| (block sums) with the l2 norm on, else p.scale and 1. A barrier either way, so the
+// shared memory written before the call is visible after it.
+__device__ __forceinline__ void token_scales(const GdnProblem& p, float qq, float kk, float* scratch,
+                                             float& q_scale, float& k_scale) {
+  q_scale = p.scale, k_scale = 1.0f;
+  if (p.l2norm) {
+    block_sum2(qq, kk, scratch);
+    q_scale *= 1.0f / sqrtf(qq + kL2NormEps);
+    k_scale = 1.0f / sqrtf(kk + kL2NormEps);
+  } else {
+    __syncthreads();
+  }
+}
+
 // The slot a sequence's state is read from (-1: none, PAD or out of range).
 __device__ __forceinline__ int64_t read_slot_of(const GdnProblem& p, int64_t b) {
   int64_t slot = -1;
