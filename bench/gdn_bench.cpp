@@ -247,11 +247,15 @@ struct Bench {
     CU(cudaMemset(src.ptr, 0, size_t(sets * set_bytes)));
     const int32_t* idx = static_cast<const int32_t*>(index.ptr);
     add("launch", "empty kernel", time_calls(1, [&](int, void* s) {
-          CU(launch_floor_call(false, pdl, nullptr, nullptr, nullptr, cudaStream_t(s)));
+          CU(launch_floor_call(LaunchFloorKind::kEmpty, pdl, nullptr, nullptr, nullptr, cudaStream_t(s)));
         }), 0);
     add("launch", "index -> 16 B a thread", time_calls(int(sets), [&](int i, void* s) {
-          CU(launch_floor_call(true, pdl, idx + i, src.ptr, dst.ptr, cudaStream_t(s)));
+          CU(launch_floor_call(LaunchFloorKind::kChain, pdl, idx + i, src.ptr, dst.ptr, cudaStream_t(s)));
         }), double(2 * set_bytes + 4));
+    if (major >= 9)
+      add("launch", "the same, clusters of 8 + barrier", time_calls(int(sets), [&](int i, void* s) {
+            CU(launch_floor_call(LaunchFloorKind::kChainClusters, pdl, idx + i, src.ptr, dst.ptr, cudaStream_t(s)));
+          }), double(2 * set_bytes + 4));
   }
 #endif
 

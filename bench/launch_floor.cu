@@ -5,6 +5,9 @@
 //   chain: 128 blocks of 128 threads; each thread loads an index, then 16 bytes at that index
 //          (a different 256 KiB set each call, so from DRAM), and stores 16 bytes: the two
 //          dependent round trips that a decode at batch 1 cannot avoid (slot index -> state).
+//   chain in clusters: the same in clusters of 8 blocks with a cluster barrier between the load
+//          and the store (what the cluster launch and one barrier add, as the fused decode step
+//          would use them).
 // No op of libgdn can beat "chain" at small sizes; time / floor there says more against it than
 // against the bytes floor.
 #include <cuda_runtime.h>
@@ -23,24 +26,35 @@ __device__ __forceinline__ void wait_previous() {
 
 __global__ void empty_kernel() { wait_previous(); }
 
+template <bool CLUSTER>
 __global__ void chain_kernel(const int32_t* index, const float4* in, float4* out) {
   wait_previous();
   const int64_t base = int64_t(index[0]) * gridDim.x * blockDim.x;
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  out[i] = in[base + i];
+  const float4 v = in[base + i];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (CLUSTER) asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#endif
+  out[i] = v;
 }
 
 template <class... KArgs, class... Args>
-cudaError_t launch(bool pdl, void (*kernel)(KArgs...), unsigned grid, unsigned block, cudaStream_t s, Args... args) {
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+cudaError_t launch(bool pdl, unsigned cluster, void (*kernel)(KArgs...), unsigned grid, unsigned block, cudaStream_t s,
+                   Args... args) {
+  cudaLaunchAttribute attr[2];
   cudaLaunchConfig_t cfg = {};
+  cfg.attrs = attr;
+  if (pdl) {
+    attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[cfg.numAttrs++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster > 1) {
+    attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+    attr[cfg.numAttrs++].val.clusterDim = {cluster, 1, 1};
+  }
   cfg.gridDim = dim3(grid);
   cfg.blockDim = dim3(block);
   cfg.stream = s;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
@@ -48,9 +62,14 @@ cudaError_t launch(bool pdl, void (*kernel)(KArgs...), unsigned grid, unsigned b
 
 int64_t launch_floor_chain_bytes_per_call() { return int64_t(kLaunchFloorChainThreads) * 16; }
 
-cudaError_t launch_floor_call(bool chain, bool pdl, const int32_t* index, const void* in, void* out,
+cudaError_t launch_floor_call(LaunchFloorKind kind, bool pdl, const int32_t* index, const void* in, void* out,
                               cudaStream_t stream) {
-  if (!chain) return launch(pdl, empty_kernel, 1, 32, stream);
-  return launch(pdl, chain_kernel, kLaunchFloorChainThreads / 128, 128, stream, index,
-                static_cast<const float4*>(in), static_cast<float4*>(out));
+  const auto src = static_cast<const float4*>(in);
+  const auto dst = static_cast<float4*>(out);
+  const unsigned blocks = kLaunchFloorChainThreads / 128;
+  switch (kind) {
+    case LaunchFloorKind::kEmpty: return launch(pdl, 1, empty_kernel, 1, 32, stream);
+    case LaunchFloorKind::kChain: return launch(pdl, 1, chain_kernel<false>, blocks, 128, stream, index, src, dst);
+    default: return launch(pdl, 8, chain_kernel<true>, blocks, 128, stream, index, src, dst);
+  }
 }

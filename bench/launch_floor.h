@@ -7,8 +7,9 @@
 // Threads of the chain kernel (128 blocks of 128), each moving 16 bytes in and 16 out.
 constexpr int kLaunchFloorChainThreads = 128 * 128;
 int64_t launch_floor_chain_bytes_per_call();
-// Enqueues one call: the empty kernel, or the chain kernel reading set index[0] of `in` (sets of
-// launch_floor_chain_bytes_per_call() bytes) into `out`; pdl: the programmatic-serialization
-// attribute (meaningful on sm_90).
-cudaError_t launch_floor_call(bool chain, bool pdl, const int32_t* index, const void* in, void* out,
+enum class LaunchFloorKind { kEmpty, kChain, kChainClusters };
+// Enqueues one call: the empty kernel, or the chain kernel (alone or in clusters of 8 with a
+// cluster barrier) reading set index[0] of `in` (sets of launch_floor_chain_bytes_per_call() bytes)
+// into `out`; pdl: the programmatic-serialization attribute (meaningful on sm_90).
+cudaError_t launch_floor_call(LaunchFloorKind kind, bool pdl, const int32_t* index, const void* in, void* out,
                               cudaStream_t stream);

@@ -301,11 +301,13 @@ GDN_API gdn_status gdn_norm_gated_fp8_quant(gdn_layer layer, const gdn_norm_gate
  * place) -> gated delta rule (raw gate, state updated in place) -> RMSNormGated, with FP8 group
  * quantisation when `scales` is given (output fp8_dtype) or out_dtype output otherwise. The
  * result equals gdn_conv_update + gdn_decode + gdn_norm_gated[_fp8_quant] on the same inputs bit
- * for bit; the intermediate conv output and core-attention output live in the workspace. On CUDA
- * and HIP it runs as one fused kernel (no intermediates written) when head_v_dim = 128,
- * head_k_dim <= 128 and a multiple of 8, the activations are f16/bf16 with conv weights and conv
- * state of the same dtype, and the operands are contiguous and 16-byte aligned; otherwise as the
- * three kernels. The workspace size is the same either way. */
+ * for bit; the intermediate conv output and core-attention output live in the workspace. On
+ * NVIDIA sm_90 it runs as one fused kernel (no intermediates written) when head_v_dim = 128,
+ * head_k_dim = 64 or 128, num_v_heads / num_k_heads <= 8 (head_k_dim divided by it a power of
+ * two), the activations are f16/bf16 with conv weights, bias and conv state of the same dtype,
+ * state rows 4-element aligned, and B * num_v_heads <= 4 * the device's SM count (beyond that the
+ * three kernels measured faster); otherwise, and on other GPUs, as the three kernels. The
+ * workspace size is the same either way. */
 typedef struct gdn_decode_step_args {
   uint32_t struct_size;
   gdn_tensor x;           /* [B, C] conv input: [B, conv_dim] (plain) or vLLM's qkvz rows (grouped) */

@@ -159,17 +159,23 @@ TEST_P(DecodeStep, EqualsTheThreeOpsBitForBit) {
   EXPECT_NE(state2.bytes, c.state.bytes) << "the step changed no state";
 }
 
+// On the GPU (sm_90) the fused kernel takes V = 128, K = 64 or 128, HV / HK <= 8 with K / (HV / HK) a
+// power of two, up to 4 blocks an SM (HV x B <= 528 on 132 SMs, <= 12 on the 3-SM simulation);
+// everything else runs the three kernels (and must then equal them trivially).
 const StepParam kStepParams[] = {
     {2, 4, 16, 32, GDN_DTYPE_BF16, GDN_DTYPE_F32, 5, false, true},
     {2, 4, 16, 32, GDN_DTYPE_F32, GDN_DTYPE_BF16, 3, true, false},
     {4, 8, 64, 64, GDN_DTYPE_BF16, GDN_DTYPE_F32, 4, true, true},
-    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 2, true, true},
-    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 12, true, true},  // large enough for GPU streaming
-    // V = 128: the GPU's fused kernel (several items per block at B = 40)
-    {4, 8, 64, 128, GDN_DTYPE_F16, GDN_DTYPE_F32, 7, false, false},
-    {2, 8, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, 20, true, true},
-    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 40, false, false},
-    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 6, true, true},  // one item per block (H100)
+    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 2, true, true},  // fused
+    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 12, true, true},  // fused (132 SMs)
+    {4, 8, 64, 128, GDN_DTYPE_F16, GDN_DTYPE_F32, 7, false, false},     // fused, K = 64
+    {2, 8, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, 20, true, true},  // fused, clusters of 4, bf16 state
+    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 40, false, false},  // three kernels (B x HV > 528)
+    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 6, true, true},
+    {4, 4, 64, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, 5, true, true},    // fused, clusters of 1
+    {4, 8, 128, 128, GDN_DTYPE_F16, GDN_DTYPE_BF16, 9, false, false},  // fused, bf16 state
+    {2, 6, 64, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 5, false, true},    // K / G not a power of two
+    {2, 4, 96, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 5, true, true},     // K = 96
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, DecodeStep, ::testing::ValuesIn(kStepParams), step_name);
 

@@ -236,9 +236,8 @@ void launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_
 #if !defined(GDN_AMD_PATHS)
 // Thread block clusters (NVIDIA sm_90): launch_cluster starts `grid` blocks in clusters of
 // `cluster` consecutive blocks (launch_pdl's attribute too when `pdl`); in the kernel,
-// cluster_sync() is a barrier over the cluster's blocks that also orders their memory writes
-// (shared memory included), and cluster_peer(p, r) the address of p in the shared memory of the
-// cluster's block r.
+// cluster_arrive[_relaxed]() then cluster_wait() is a barrier over the cluster's blocks (below),
+// and cluster_peer(p, r) the address of p in the shared memory of the cluster's block r.
 #define GDN_HAVE_CLUSTERS 1
 template <class... KArgs, class... Args>
 void launch_cluster(bool pdl, unsigned cluster, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
@@ -247,22 +246,24 @@ void launch_cluster(bool pdl, unsigned cluster, void (*kernel)(KArgs...), dim3 g
 }
 #if defined(GDN_GPU_SIM)
 #define GDN_DEVICE_CLUSTERS 1
-inline void cluster_sync() { gdnsim::gdnsim_sync_cluster(); }
-inline void cluster_sync_relaxed() { gdnsim::gdnsim_sync_cluster(); }
+inline void cluster_arrive() { gdnsim::gdnsim_sync_cluster(); }  // the whole barrier at the arrive
+inline void cluster_arrive_relaxed() { gdnsim::gdnsim_sync_cluster(); }
+inline void cluster_wait() {}
 inline const float* cluster_peer(const float* p, unsigned rank) {
   return static_cast<const float*>(gdnsim::gdnsim_cluster_peer(p, rank));
 }
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 // Device code of kernels that use clusters is compiled where this is defined.
 #define GDN_DEVICE_CLUSTERS 1
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+// A cluster barrier in two halves: arrive -- releasing this thread's shared-memory writes to the
+// cluster, or relaxed: only "my reads of peers are done" (the release waits for this thread's
+// outstanding global accesses too: a MEMBAR) --, other work, then wait for every thread of the
+// cluster to have arrived (acquiring what the releasing arrivals published).
+__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
 }
-// The barrier alone, no memory ordering (the release above waits for this thread's outstanding
-// global stores too): for "every block is done reading my shared memory" before exit.
-__device__ __forceinline__ void cluster_sync_relaxed() {
-  asm volatile("barrier.cluster.arrive.relaxed.aligned;\nbarrier.cluster.wait.aligned;\n" ::: "memory");
-}
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ const float* cluster_peer(const float* p, unsigned rank) {
   uint64_t out;
   asm volatile("mapa.u64 %0, %1, %2;\n" : "=l"(out) : "l"(reinterpret_cast<uint64_t>(p)), "r"(rank));
