@@ -11,13 +11,15 @@ struct StepParam {
   gdn_dtype act, state;
   int batch;
   bool grouped, fp8;
+  bool bias = true;  // the conv bias given
 };
 void PrintTo(const StepParam&, std::ostream* os) { *os << "(see name)"; }
 std::string step_name(const ::testing::TestParamInfo<StepParam>& info) {
   const StepParam& p = info.param;
   return "hk" + std::to_string(p.hk) + "_hv" + std::to_string(p.hv) + "_k" + std::to_string(p.k) + "_v" +
          std::to_string(p.v) + "_" + gdn_dtype_name(p.act) + "_s" + gdn_dtype_name(p.state) + "_b" +
-         std::to_string(p.batch) + (p.grouped ? "_grp" : "_plain") + (p.fp8 ? "_fp8" : "_out");
+         std::to_string(p.batch) + (p.grouped ? "_grp" : "_plain") + (p.fp8 ? "_fp8" : "_out") +
+         (p.bias ? "" : "_nobias");
 }
 
 gdn_tensor strided(const Buf& b, size_t elem_offset, std::vector<int64_t> shape, std::vector<int64_t> strides) {
@@ -94,7 +96,8 @@ TEST_P(DecodeStep, EqualsTheThreeOpsBitForBit) {
   mixed.poison(), core.poison(), out1.poison(), scales1.poison();
   {
     auto a = make_args<gdn_conv_update_args>();
-    a.x = c.x.view(), a.weight = c.conv_w.view(), a.bias = c.conv_b.view(), a.conv_state = conv_state1.view();
+    a.x = c.x.view(), a.weight = c.conv_w.view(), a.conv_state = conv_state1.view();
+    if (P.bias) a.bias = c.conv_b.view();
     a.slot_idx = c.slot_idx.view(), a.out = mixed.view();
     size_t n = 0;
     ASSERT_EQ(gdn_conv_update_workspace_size(layer.layer, B, 1, &n), GDN_SUCCESS);
@@ -140,7 +143,8 @@ TEST_P(DecodeStep, EqualsTheThreeOpsBitForBit) {
   Buf conv_state2 = c.conv_state, state2 = c.state, out2(out_dt, {B, HV, V}), scales2(GDN_DTYPE_F32, {B, groups});
   out2.poison(), scales2.poison();
   auto a = make_args<gdn_decode_step_args>();
-  a.x = c.x.view(), a.conv_weight = c.conv_w.view(), a.conv_bias = c.conv_b.view(), a.conv_state = conv_state2.view();
+  a.x = c.x.view(), a.conv_weight = c.conv_w.view(), a.conv_state = conv_state2.view();
+  if (P.bias) a.conv_bias = c.conv_b.view();
   a.z = c.z_view(), a.a = c.a_view(), a.b = c.b_view(), a.A_log = c.A_log.view(), a.dt_bias = c.dt_bias.view();
   a.state = state2.view(), a.slot_idx = c.slot_idx.view(), a.norm_weight = c.norm_w.view(), a.out = out2.view();
   if (P.fp8) a.scales = scales2.view();
@@ -176,6 +180,8 @@ const StepParam kStepParams[] = {
     {4, 8, 128, 128, GDN_DTYPE_F16, GDN_DTYPE_BF16, 9, false, false},  // fused, bf16 state
     {2, 6, 64, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 5, false, true},    // K / G not a power of two
     {2, 4, 96, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 5, true, true},     // K = 96
+    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 3, true, true, false},  // fused, no conv bias
+    {2, 4, 16, 32, GDN_DTYPE_BF16, GDN_DTYPE_F32, 3, false, false, false},    // no conv bias
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, DecodeStep, ::testing::ValuesIn(kStepParams), step_name);
 

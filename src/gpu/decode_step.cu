@@ -41,37 +41,38 @@ __device__ __forceinline__ float round_to(float x) {
 
 // The run-time divisors of the kernel's index math, as multiply-and-shift (FastDiv).
 struct StepDiv {
-  FastDiv hv, per;  // value heads HV, value heads a key head G
-  explicit StepDiv(const GdnProblem& pd) : hv(uint32_t(pd.d.HV)), per(uint32_t(pd.d.HV / pd.d.HK)) {}
+  FastDiv hv, group;  // value heads HV, value heads a key head G
+  explicit StepDiv(const GdnProblem& pd) : hv(uint32_t(pd.d.HV)), group(uint32_t(pd.d.HV / pd.d.HK)) {}
 };
 
 #if defined(GDN_HAVE_CLUSTERS)
-constexpr int kHBV = 128, kHThreads = kHBV / 4 * kRG;  // a head's columns, the block's threads
+constexpr int kHThreads = kV / 4 * kRG;  // 4 columns x K / kRG rows a thread
 
+// Two blocks an SM (64 registers; a few words spill): one block an SM measured 12-23 % slower.
 template <int32_t ACT, int32_t ST, int32_t OUT, bool FP8, int ROWS>
 __global__ void __launch_bounds__(kHThreads, 2) decode_step_head_kernel(ConvProblem pc, GdnProblem pd, NormProblem pn,
                                                                         StepDiv dv) {
 #if defined(GDN_DEVICE_CLUSTERS)
   pdl_wait();  // launched with launch_cluster(pdl): inputs may come from the previous kernel
-  constexpr int K = ROWS * kRG, kHCT = kHBV / 4;
+  constexpr int K = ROWS * kRG, kHCT = kV / 4;
   static_assert(K <= kHThreads, "one q/k element a thread");
   const int HK = int(pd.d.HK), G = int(pd.d.HV / pd.d.HK), W = int(pc.d.W);
   const int b = int(dv.hv.div(blockIdx.x)), h = int(blockIdx.x) - b * int(pd.d.HV);
-  const int hk = int(dv.per.div(h)), g = h - hk * G;
+  const int hk = int(dv.group.div(h)), g = h - hk * G;
   const int t = int(threadIdx.x), tx = t % kHCT, ty = t / kHCT;
   const int nq = K / G, nq_shift = __ffs(nq) - 1;  // q (and k) channels a block: a power of two
-  __shared__ TokenSmem<kHBV> sm;
+  __shared__ TokenSmem<kV> sm;
   // This block's q, then k channels; the head's core output, z and norm weights.
-  __shared__ float qk_own[2 * K], o_s[kHBV], z_s[kHBV], nw_s[kHBV];
+  __shared__ float qk_own[2 * K], o_s[kV], z_s[kV], nw_s[kV];
 
   // Slot-independent loads first: this thread's conv channel (threads < 128: the head's v
   // channels; the next 2 nq: q, then k channels) -- weights, bias, input --, the gate inputs, z
   // and the norm weights (parked in shared memory while the slot index loads).
   int64_t c = -1;
-  if (t < kHBV) {
+  if (t < kV) {
     c = 2 * int64_t(HK) * K + int64_t(h) * kV + t;
-  } else if (t < kHBV + 2 * nq) {
-    const int j = t - kHBV;
+  } else if (t < kV + 2 * nq) {
+    const int j = t - kV;
     c = (j < nq ? 0 : int64_t(HK) * K) + int64_t(hk) * K + g * nq + (j < nq ? j : j - nq);
   }
   float w[kMaxW], win[kMaxW], bias = 0.0f, x = 0.0f;
@@ -83,11 +84,11 @@ __global__ void __launch_bounds__(kHThreads, 2) decode_step_head_kernel(ConvProb
   GateInputs gi;
   if (t == 0) gi.load(pd, b, 0, h);
   float zj = 0.0f, nwj = 0.0f;
-  if (t < kHBV) zj = Elem<ACT>::load(pn.z.at(b, 0, h), t), nwj = pn.weight.f(t);
+  if (t < kV) zj = Elem<ACT>::load(pn.z.at(b, 0, h), t), nwj = pn.weight.f(t);
 
   // The slot, then the window and the state tile.
   const int64_t raw = load_index(pd.slot_idx.at(b, 0), pd.slot_idx.dt);
-  if (t < kHBV) z_s[t] = zj, nw_s[t] = nwj;
+  if (t < kV) z_s[t] = zj, nw_s[t] = nwj;
   const bool conv_ok = raw >= 0 && raw < pc.state.num_slots;
   const int64_t slot = raw >= 0 && raw < pd.state.num_slots ? raw : -1;
   const bool convolve = c >= 0 && conv_ok;
@@ -107,7 +108,7 @@ __global__ void __launch_bounds__(kHThreads, 2) decode_step_head_kernel(ConvProb
 
   // This block's conv channels, rounded to the activation dtype as the separate conv writes them.
   const float y = convolve ? round_to<ACT>(conv_act(pc, conv_step(w, win, W, bias, x))) : 0.0f;
-  if (t >= kHBV && t < kHBV + 2 * nq) qk_own[t - kHBV] = y;
+  if (t >= kV && t < kV + 2 * nq) qk_own[t - kV] = y;
   if (t == 0) {
     sm.gate[0] = gi.decay(pd);
     sm.gate[1] = gi.beta(pd);
@@ -129,10 +130,10 @@ __global__ void __launch_bounds__(kHThreads, 2) decode_step_head_kernel(ConvProb
   float q_scale, k_scale;
   token_scales(pd, qi * qi, ki * ki, sm.scratch, q_scale, k_scale);
   if (slot >= 0) {
-    const float acc = delta_rule_token<ROWS, kHBV>(s, sm.red, sm.u, sm.q, sm.k, K, q_scale, k_scale, sm.gate[0],
+    const float acc = delta_rule_token<ROWS, kV>(s, sm.red, sm.u, sm.q, sm.k, K, q_scale, k_scale, sm.gate[0],
                                                    sm.gate[1], y, tx, ty);
-    if (t < kHBV) o_s[t] = round_to<ACT>(acc);
-  } else if (t < kHBV) {
+    if (t < kV) o_s[t] = round_to<ACT>(acc);
+  } else if (t < kV) {
     o_s[t] = 0.0f;  // PAD / out of range: a zero core output, no state
   }
   __syncthreads();  // o_s complete
