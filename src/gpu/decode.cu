@@ -123,12 +123,7 @@ __global__ void __launch_bounds__(32 / 4 * kRG, 8) decode_token_kernel(GdnProble
   const int64_t slot = read_slot_of(p, b);
   float s[ROWS][4];
   const int64_t j0 = tile * BV + tx * 4;
-  if (slot >= 0) {
-    using T = typename Elem<ST>::T;
-    const T* row = StateIO<ST>::row0(p, slot, h, ty);
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r) Vec4<ST>::load(row + r * kRG * p.state.s_k, j0, s[r]);
-  }
+  if (slot >= 0) StateIO<ST>::load_rows(p, slot, h, ty, j0, s);
 
   if (has_qk) sm.q[threadIdx.x] = qi, sm.k[threadIdx.x] = ki;
   float qq = qi * qi, kk = ki * ki;
@@ -145,10 +140,7 @@ __global__ void __launch_bounds__(32 / 4 * kRG, 8) decode_token_kernel(GdnProble
   const float acc = delta_rule_token<ROWS, BV>(s, sm.red, sm.u, sm.q, sm.k, K, q_scale, k_scale, sm.gate[0],
                                                sm.gate[1], vj, tx, ty);
   if (threadIdx.x < BV) Elem<ACT>::store(p.out.at(b, 0, h), tile * BV + threadIdx.x, acc);
-  using T = typename Elem<ST>::T;
-  T* row = StateIO<ST>::row0(p, slot, h, ty);
-#pragma unroll
-  for (int r = 0; r < ROWS; ++r) StateIO<ST>::store4(row + r * kRG * p.state.s_k, j0, p.d.V, true, s[r]);
+  StateIO<ST>::store_rows(p, slot, h, ty, j0, s);
 }
 
 // Streaming version for batches that fill the GPU: a persistent grid, each block walking the
@@ -304,12 +296,7 @@ void launch_token(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
 template <int32_t ACT, int32_t ST>
 void launch(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
   if (p.num_seqs * p.d.HV == 0) return;
-  // Every state row start a multiple of n elements (and the pool aligned to n elements).
-  auto rows_aligned = [&](int64_t n) {
-    return reinterpret_cast<uintptr_t>(p.state.p) % (n * dtype_bytes(ST)) == 0 && p.state.s_k % n == 0 &&
-           p.state.s_h % n == 0 && p.state.s_slot % n == 0;
-  };
-  const bool vec = rows_aligned(4);  // float4 / 4 x bf16 accesses
+  const bool vec = state_rows_aligned(p.state, 4);  // float4 / 4 x bf16 accesses
   // One token a sequence, K = 64 or 128, whole 32-column tiles: the lean kernel at every batch
   // size (H100, docs/perf-notes.md, session 8: it beats the streaming kernel at B = 8, 32 and 128,
   // e.g. B = 32 60.2 -> 51.6 us). Otherwise the streaming kernel (2 stages) takes batches with
@@ -317,7 +304,7 @@ void launch(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
   // tiles), or >= 2 per SM in 32-column tiles, given 16-byte aligned rows, whole tiles and
   // K <= 128; everything else (speculative tokens, other K) runs one block per 32-column tile
   // with the state loaded straight into registers.
-  const bool aligned16 = rows_aligned(16 / dtype_bytes(ST));  // 16-byte cp.async
+  const bool aligned16 = state_rows_aligned(p.state, 16 / dtype_bytes(ST));  // 16-byte cp.async
   const int64_t heads = p.num_seqs * p.d.HV, sms = dev.sm_count;
   const bool lean = vec && p.tokens_per_seq == 1 && !p.per_token_slots && p.d.V % 32 == 0 &&
                     (p.d.K == 4 * kRG || p.d.K == 8 * kRG);

@@ -97,14 +97,6 @@ __global__ void __launch_bounds__(kHThreads, 2) decode_step_head_kernel(ConvProb
     win[j] = convolve && j < W - 1 ? Elem<ACT>::load(pc.state.at(raw, c, 0), j * pc.state.s_w) : 0.0f;
   float s[ROWS][4];
   const int j0 = tx * 4;
-  auto load_state = [&] {
-    if (slot >= 0) {
-      using T = typename Elem<ST>::T;
-      const T* row = StateIO<ST>::row0(pd, slot, h, ty);
-#pragma unroll
-      for (int r = 0; r < ROWS; ++r) Vec4<ST>::load(row + r * kRG * pd.state.s_k, j0, s[r]);
-    }
-  };
 
   // This block's conv channels, rounded to the activation dtype as the separate conv writes them.
   const float y = convolve ? round_to<ACT>(conv_act(pc, conv_step(w, win, W, bias, x))) : 0.0f;
@@ -117,7 +109,7 @@ __global__ void __launch_bounds__(kHThreads, 2) decode_step_head_kernel(ConvProb
   // arrive's release waits for this thread's outstanding loads (a MEMBAR), so it goes first
   // (measured 3.5 % faster at B = 32 than issuing the state loads before it).
   if (G > 1) cluster_arrive();
-  load_state();
+  if (slot >= 0) StateIO<ST>::load_rows(pd, slot, h, ty, j0, s);
   if (G > 1) cluster_wait();
   else __syncthreads();
 
@@ -150,12 +142,7 @@ __global__ void __launch_bounds__(kHThreads, 2) decode_step_head_kernel(ConvProb
     norm_row16<OUT, FP8, 1>(pn, xs, zs, nw, FP8 ? fp8_max(OUT) : 0.0f, lane, uint32_t(b), uint32_t(h),
                             mine ? pn.out.at(b, 0, h) : nullptr);
   }
-  if (slot >= 0) {
-    using T = typename Elem<ST>::T;
-    T* row = StateIO<ST>::row0(pd, slot, h, ty);
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r) StateIO<ST>::store4(row + r * kRG * pd.state.s_k, j0, pd.d.V, true, s[r]);
-  }
+  if (slot >= 0) StateIO<ST>::store_rows(pd, slot, h, ty, j0, s);
   if (convolve)
 #pragma unroll
     for (int j = 0; j < kMaxW - 1; ++j)
@@ -172,11 +159,10 @@ bool head_kernel_fits(const Device& dev, const GdnProblem& pd) {
 #if !defined(GDN_HAVE_CLUSTERS)
   return false;  // no clusters on the AMD paths (and Device::arch counts differently there)
 #endif
-  const int64_t K = pd.d.K, G = pd.d.HV / pd.d.HK, n = 4;
+  const int64_t K = pd.d.K, G = pd.d.HV / pd.d.HK;
   if (dev.arch < 90 || (K != 4 * kRG && K != 8 * kRG) || G > kMaxCluster || K % G || ((K / G) & (K / G - 1)))
     return false;
-  return reinterpret_cast<uintptr_t>(pd.state.p) % (n * dtype_bytes(pd.state.dt)) == 0 && pd.state.s_k % n == 0 &&
-         pd.state.s_h % n == 0 && pd.state.s_slot % n == 0;
+  return state_rows_aligned(pd.state, 4);
 }
 
 template <int32_t ACT, int32_t ST, int32_t OUT, bool FP8>

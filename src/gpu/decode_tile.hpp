@@ -50,6 +50,22 @@ struct StateIO {
         s[r][0] = s[r][1] = s[r][2] = s[r][3] = 0.0f;
     }
   }
+  // All K = ROWS * kRG rows of this thread, no masks, vector accesses (4-element aligned rows, whole
+  // 4-column groups): the lean kernels' tile (decode_token_kernel, the fused decode step).
+  template <int ROWS>
+  static __device__ __forceinline__ void load_rows(const GdnProblem& p, int64_t slot, int64_t h, int ty, int64_t j0,
+                                                   float (&s)[ROWS][4]) {
+    const T* row = row0(p, slot, h, ty);
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) Vec4<ST>::load(row + r * kRG * p.state.s_k, j0, s[r]);
+  }
+  template <int ROWS>
+  static __device__ __forceinline__ void store_rows(const GdnProblem& p, int64_t slot, int64_t h, int ty, int64_t j0,
+                                                    const float (&s)[ROWS][4]) {
+    T* row = row0(p, slot, h, ty);
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) store4(row + r * kRG * p.state.s_k, j0, p.d.V, true, s[r]);
+  }
   template <int ROWS>
   static __device__ void store_tile(const GdnProblem& p, int64_t slot, int64_t h, int ty, int64_t j0, bool vec,
                                     const float (&s)[ROWS][4]) {

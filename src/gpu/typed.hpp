@@ -116,6 +116,11 @@ inline bool head_rows_aligned(const HeadView& v, int64_t n) {
   return reinterpret_cast<uintptr_t>(v.p) % (n * dtype_bytes(v.dt)) == 0 && v.s0 % n == 0 && v.s1 % n == 0 &&
          v.s_grp % n == 0 && v.s_in % n == 0;
 }
+// Every state row (slot, head, k) starts at a multiple of n elements.
+inline bool state_rows_aligned(const StateView& v, int64_t n) {
+  return reinterpret_cast<uintptr_t>(v.p) % (n * dtype_bytes(v.dt)) == 0 && v.s_k % n == 0 && v.s_h % n == 0 &&
+         v.s_slot % n == 0;
+}
 
 template <int32_t DT>
 using Tag = std::integral_constant<int32_t, DT>;
