@@ -547,7 +547,7 @@ int main(int argc, char** argv) {
   int threads = 0;
   bool quick = false;
   std::string only;      // comma-separated op names; empty: all
-  int64_t only_size = 0;  // > 0: only this batch / token count (not prefill)
+  int64_t only_size = 0;  // > 0: only this batch / token count (prefill: one sequence of N tokens)
   const char* json = nullptr;
   const char* reference = nullptr;
   std::string backend = "cpu";
@@ -622,6 +622,8 @@ int main(int argc, char** argv) {
     for (int64_t T : sizes({1, 32, 128, 1024, 8192}, {1, 128, 1024})) bench.norm_fp8(T);
   for (bool bf16 : {false, true}) {
     if (!want(bf16 ? "prefill_bf16p" : "prefill")) {
+    } else if (only_size > 0) {
+      bench.prefill(1, only_size, bf16);
     } else if (big) {
       bench.prefill(1, 4096, bf16);
       bench.prefill(1, 16384, bf16);

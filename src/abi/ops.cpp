@@ -248,6 +248,7 @@ GDN_API gdn_status gdn_decode_step(gdn_layer layer, const gdn_decode_step_args* 
     ops.check_aliasing();
     Backend& be = *L.ctx->impl;
     if (be.fused_decode_step(pc, pd, pn, fp8, stream)) return;
+    pc.release_early = pd.state_ready = true;  // the decode's state loads overlap the conv
     be.conv_update(pc, conv_ws, w.conv, stream);
     be.decode(pd, dec_ws, w.decode, stream);
     be.norm_gated(pn, fp8, norm_ws, w.norm, stream);

@@ -155,6 +155,9 @@ struct ConvProblem {
   // rows), each sequence's rows from cu_seqlens.
   int64_t num_seqs, tokens_per_seq;
   VecView cu_seqlens, slot_idx, has_initial;
+  // GPU, decode step: let the next kernel (the step's decode) launch as soon as this one has
+  // waited for the work before it (programmatic dependent launch).
+  bool release_early;
 };
 
 struct GdnProblem {
@@ -172,6 +175,10 @@ struct GdnProblem {
   MatView slot_idx;  // decode: [B, 1] or [B, Tn]; prefill: [N, 1]
   bool per_token_slots;  // decode with a [B, Tn] slot_idx (speculative decoding)
   bool raw_gate;         // a, b, A_log, dt_bias given (else g, beta)
+  // GPU, decode step: the previous kernel on the stream is the step's conv_update, which released
+  // this one only after waiting for all earlier work, and writes neither the slot indices nor the
+  // state pool: both may be read before waiting for it.
+  bool state_ready;
 };
 
 struct NormProblem {

@@ -14,6 +14,7 @@ constexpr int kThreads = 256, kTokensPerThread = 16;
 template <int32_t ACT, int32_t WT, int32_t ST>
 __global__ void __launch_bounds__(kThreads) conv_update_kernel(ConvProblem p) {
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
+  if (p.release_early) pdl_release();
   const int64_t C = p.d.conv_dim();
   const int W = int(p.d.W);
   const int64_t c = int64_t(blockIdx.y) * kThreads + threadIdx.x, b = blockIdx.x;
@@ -127,6 +128,7 @@ union Pack8 {
 template <int32_t ACT>
 __global__ void __launch_bounds__(kThreads) conv_update_vec_kernel(ConvProblem p) {
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
+  if (p.release_early) pdl_release();
   const int64_t C = p.d.conv_dim(), b = blockIdx.x;
   const int64_t c0 = (int64_t(blockIdx.y) * kThreads + threadIdx.x) * kVec;
   if (c0 >= C) return;

@@ -103,9 +103,8 @@ __global__ void __launch_bounds__(BV / 4 * kRG) decode_kernel(GdnProblem p, Item
 // 64 already), so B = 8 (1024 blocks at HV = 32) runs in one wave of 1056: 15.65 -> 13.92 us on
 // the H100, other batches unchanged. (A bound of 1 block for bf16 state let it take 80 registers:
 // 8-11 % slower.)
-template <int32_t ACT, int32_t ST, int ROWS>
+template <int32_t ACT, int32_t ST, int ROWS, bool READY>
 __global__ void __launch_bounds__(32 / 4 * kRG, 8) decode_token_kernel(GdnProblem p, ItemDiv dv) {
-  pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   constexpr int BV = 32, kCT = BV / 4, kThreads = kCT * kRG, K = ROWS * kRG;
   static_assert(K <= kThreads, "one q/k element a thread");
   __shared__ TokenSmem<BV> sm;
@@ -113,6 +112,16 @@ __global__ void __launch_bounds__(32 / 4 * kRG, 8) decode_token_kernel(GdnProble
   dv.item(blockIdx.x, b, h, tile);
   const int tx = threadIdx.x % kCT, ty = threadIdx.x / kCT;
   const int64_t hk = dv.key_head(h);
+  const int64_t j0 = tile * BV + tx * 4;
+  float s[ROWS][4];
+  int64_t slot = -1;
+  // READY (p.state_ready, the decode step's chain): the slot and the state tile before the wait,
+  // so that they are on their way while the conv kernel in front still runs.
+  if constexpr (READY) {
+    slot = read_slot_of(p, b);
+    if (slot >= 0) StateIO<ST>::load_rows(p, slot, h, ty, j0, s);
+  }
+  pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   // Slot-independent loads first: q, k (threads < K), v (threads < BV), gate inputs (thread 0).
   const bool has_qk = int(threadIdx.x) < K;
   const float qi = has_qk ? Elem<ACT>::load(p.q.at(b, 0, hk), threadIdx.x) : 0.0f;
@@ -120,10 +129,10 @@ __global__ void __launch_bounds__(32 / 4 * kRG, 8) decode_token_kernel(GdnProble
   const float vj = threadIdx.x < BV ? Elem<ACT>::load(p.v.at(b, 0, h), tile * BV + threadIdx.x) : 0.0f;
   GateInputs gi;
   if (threadIdx.x == 0) gi.load(p, b, 0, h);
-  const int64_t slot = read_slot_of(p, b);
-  float s[ROWS][4];
-  const int64_t j0 = tile * BV + tx * 4;
-  if (slot >= 0) StateIO<ST>::load_rows(p, slot, h, ty, j0, s);
+  if constexpr (!READY) {
+    slot = read_slot_of(p, b);
+    if (slot >= 0) StateIO<ST>::load_rows(p, slot, h, ty, j0, s);
+  }
 
   if (has_qk) sm.q[threadIdx.x] = qi, sm.k[threadIdx.x] = ki;
   float qq = qi * qi, kk = ki * ki;
@@ -286,10 +295,11 @@ template <int32_t ACT, int32_t ST>
 void launch_token(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
   const unsigned grid = unsigned(p.num_seqs * p.d.HV * (p.d.V / 32)), threads = 32 / 4 * kRG;
   const ItemDiv dv(p.d.V / 32, p.d);
-  if (p.d.K == 4 * kRG)
-    launch_pdl(dev.pdl(), decode_token_kernel<ACT, ST, 4>, grid, threads, 0, stream, p, dv);
+  auto run = [&](auto kernel) { launch_pdl(dev.pdl(), kernel, grid, threads, 0, stream, p, dv); };
+  if (p.state_ready)
+    p.d.K == 4 * kRG ? run(decode_token_kernel<ACT, ST, 4, true>) : run(decode_token_kernel<ACT, ST, 8, true>);
   else
-    launch_pdl(dev.pdl(), decode_token_kernel<ACT, ST, 8>, grid, threads, 0, stream, p, dv);
+    p.d.K == 4 * kRG ? run(decode_token_kernel<ACT, ST, 4, false>) : run(decode_token_kernel<ACT, ST, 8, false>);
   check_launch("decode_token_kernel");
 }
 

@@ -174,14 +174,25 @@ __device__ void stage_qk(const GdnProblem& p, const Work& w, int64_t c0, int L, 
   }
 }
 
+// Columns j, j + 1 of a workspace row as split bf16 words: BT/2 words of hi halves, then BT/2 of
+// lo halves; `low` (bf16 products): the hi halves only, the only ones the state kernel reads then.
+template <int BT>
+__device__ inline void store_split_pair(uint32_t* row, int jp, float x0, float x1, bool low) {
+  if (low) {
+    row[jp] = pack_bf16x2(x0, x1);
+  } else {
+    split2_bf16(x0, x1, row[jp], row[BT / 2 + jp]);
+  }
+}
+
 // Rows i < L of a BT x BT matrix f(i, j) into the workspace rows of tokens c0 + i (value head h,
-// offset `at` floats) as split bf16 words: BT/2 words of hi halves, then BT/2 of lo halves.
+// offset `at` floats), split (store_split_pair).
 template <int BT, class F>
-__device__ void store_split_rows(float* mats, int64_t c0, int L, int64_t HV, int64_t h, int at, F f) {
+__device__ void store_split_rows(float* mats, int64_t c0, int L, int64_t HV, int64_t h, int at, bool low, F f) {
   for (int e = threadIdx.x; e < L * (BT / 2); e += blockDim.x) {
     const int i = e / (BT / 2), jp = e % (BT / 2);
     uint32_t* row = reinterpret_cast<uint32_t*>(mats + ((c0 + i) * HV + h) * 2 * kMaxBT + at);
-    split2_bf16(f(i, 2 * jp), f(i, 2 * jp + 1), row[jp], row[BT / 2 + jp]);
+    store_split_pair<BT>(row, jp, f(i, 2 * jp), f(i, 2 * jp + 1), low);
   }
 }
 
@@ -255,33 +266,47 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
     stage_qk<ACT, BT, kThreads, VEC, false>(p, w, c0, L, hk, q_s, k_s);
   }
   __syncthreads();
-  {
+  if constexpr (RAW) {
+    // kThreads / BT lanes a row (4 at BT = 64): every row at once, a few shuffle steps.
+    constexpr int LPR = kThreads / BT;
+    const int r = tid / LPR, part = tid % LPR;
+    const uint32_t* qw = reinterpret_cast<const uint32_t*>(q_s + r * KP);
+    const uint32_t* kw = reinterpret_cast<const uint32_t*>(k_s + r * KP);
+    float qq = 0.0f, kk = 0.0f;
+#pragma unroll
+    for (int wp = part; wp < KM / 2; wp += LPR) {
+      const float q0 = bf16_to_f32(uint16_t(qw[wp] & 0xffffu)), q1 = bf16_to_f32(uint16_t(qw[wp] >> 16));
+      const float k0 = bf16_to_f32(uint16_t(kw[wp] & 0xffffu)), k1 = bf16_to_f32(uint16_t(kw[wp] >> 16));
+      qq += q0 * q0 + q1 * q1;
+      kk += k0 * k0 + k1 * k1;
+    }
+    for (int m = 1; m < LPR; m <<= 1) qq += shfl_xor32(qq, m), kk += shfl_xor32(kk, m);
+    float qs = p.scale, ks = 1.0f;
+    if (p.l2norm) {
+      qs *= 1.0f / sqrtf(qq + kL2NormEps);
+      ks = 1.0f / sqrtf(kk + kL2NormEps);
+    }
+    if (part == 0) {
+      qf_s[r] = qs, kf_s[r] = ks;
+      if (r < L) {
+        w.norms[((c0 + r) * HK + hk) * 2 + 0] = qs;
+        w.norms[((c0 + r) * HK + hk) * 2 + 1] = ks;
+      }
+    }
+  } else {
     const int lane = tid % 32, sg = tid / 32;
-    for (int r = sg; r < (RAW ? BT : L); r += kThreads / 32) {
+    for (int r = sg; r < L; r += kThreads / 32) {
       float qq = 0.0f, kk = 0.0f;
-      if constexpr (RAW) {
-        const uint32_t* qw = reinterpret_cast<const uint32_t*>(q_s + r * KP);
-        const uint32_t* kw = reinterpret_cast<const uint32_t*>(k_s + r * KP);
-        for (int wp = lane; wp < KM / 2; wp += 32) {
-          const float q0 = bf16_to_f32(uint16_t(qw[wp] & 0xffffu)), q1 = bf16_to_f32(uint16_t(qw[wp] >> 16));
-          const float k0 = bf16_to_f32(uint16_t(kw[wp] & 0xffffu)), k1 = bf16_to_f32(uint16_t(kw[wp] >> 16));
-          qq += q0 * q0 + q1 * q1;
-          kk += k0 * k0 + k1 * k1;
-        }
-      } else {
-        for (int64_t i = lane; i < K; i += 32) {
-          qq += q_s[r * KP + i] * q_s[r * KP + i];
-          kk += k_s[r * KP + i] * k_s[r * KP + i];
-        }
+      for (int64_t i = lane; i < K; i += 32) {
+        qq += q_s[r * KP + i] * q_s[r * KP + i];
+        kk += k_s[r * KP + i] * k_s[r * KP + i];
       }
       float qs = p.scale, ks = 1.0f;
       if (p.l2norm) {
         qs *= 1.0f / sqrtf(subgroup32_sum(qq) + kL2NormEps);
         ks = 1.0f / sqrtf(subgroup32_sum(kk) + kL2NormEps);
       }
-      if (RAW) {
-        if (lane == 0) qf_s[r] = qs, kf_s[r] = ks;
-      } else if (MMA) {
+      if (MMA) {
 #if GDN_HAVE_MMA
         // In place, as split bf16: the row slot becomes K/2 words of hi halves, then K/2 of lo.
         constexpr int U = 2;  // K <= 128: K/2 <= 64 words, two a lane
@@ -308,7 +333,7 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
           k_s[r * KP + i] *= ks;
         }
       }
-      if (lane == 0 && r < L) {
+      if (lane == 0) {
         w.norms[((c0 + r) * HK + hk) * 2 + 0] = qs;
         w.norms[((c0 + r) * HK + hk) * 2 + 1] = ks;
       }
@@ -440,7 +465,7 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
         }
         if (i < L) {
           uint32_t* row = reinterpret_cast<uint32_t*>(w.mats + ((c0 + i) * HV + h) * 2 * kMaxBT + kMaxBT);
-          split2_bf16(pm[0], pm[1], row[jp], row[BT / 2 + jp]);
+          store_split_pair<BT>(row, jp, pm[0], pm[1], p.bf16_products);
         }
       }
     } else {
@@ -472,7 +497,7 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
     }
     __syncthreads();
     if (MMA)
-      store_split_rows<BT>(w.mats, c0, L, HV, h, 0, [&](int i, int j) { return Tb[i * MS + j]; });
+      store_split_rows<BT>(w.mats, c0, L, HV, h, 0, p.bf16_products, [&](int i, int j) { return Tb[i * MS + j]; });
     else
       for (int e = tid; e < L * BT; e += kThreads) {
         const int i = e / BT, j = e % BT;
