@@ -481,13 +481,19 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
     // Tb = (I + A)^-1 diag(beta) by forward substitution, one column per LPC lanes, right-looking:
     // Tb[i][c] = beta_i [i == c] - acc_i, acc_i' += A[i'][i] Tb[i][c] for the rows i' > i. Lane
     // `part` keeps the sums of the rows i' = part mod LPC in registers; the owner of row i hands
-    // it to the other lanes of its column by a shuffle, so no barriers.
+    // it to the other lanes of its column by a shuffle, so no barriers. A subgroup skips the rows
+    // above its first column (for 8 columns a subgroup, 59 % of the products).
     {
       constexpr int LPC = kThreads / BT, NR = BT / LPC;
       const int c = tid / LPC, part = tid % LPC, first = tid % 32 - part;
+      const int c_first = tid / 32 * (32 / LPC);  // the subgroup's first column
       float acc[NR] = {};
 #pragma unroll
       for (int i = 0; i < BT; ++i) {
+        if (i < c_first) {  // above every column of the subgroup: Tb is 0, nothing to add
+          if (part == 0) Tb[i * MS + c] = 0.0f;
+          continue;
+        }
         const float s = shfl32(acc[i / LPC], first + i % LPC);
         const float t = i < c ? 0.0f : (i == c ? beta_s[i] : -s);
         if (part == 0) Tb[i * MS + c] = t;
