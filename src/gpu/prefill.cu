@@ -424,6 +424,7 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
   }
 
   for (int64_t h = hk * G; h < hk * G + G; ++h) {
+    float gc = 0.0f;  // g, then its prefix sum
     if (tid < BT) {
       float g = 0.0f, beta = 0.0f;
       if (tid < L) {
@@ -436,19 +437,24 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
           beta = load_float(p.beta.at(t, 0, h), p.beta.dt);
         }
       }
-      g_s[tid] = g;
+      gc = g;
       beta_s[tid] = beta;
     }
-    __syncthreads();  // also: the Gram matrices complete (q, k dead); the previous head done with A, Tb
-    // gc in place would race: each thread sums its own prefix first.
-    float my_gc = 0.0f;
-    if (tid < BT)
-      for (int j = 0; j <= tid; ++j) my_gc += g_s[j];
-    __syncthreads();
-    if (tid < BT) {
-      g_s[tid] = my_gc;
-      if (tid < L) w.gc[(c0 + tid) * HV + h] = my_gc;
+    // gc = the inclusive prefix sum of g over the chunk: within each 32-lane subgroup by shuffles
+    // (every lane of a subgroup takes part), then the second subgroup adds the first's total.
+    static_assert(BT <= 64, "at most two subgroups of g");
+    if (tid < (BT + 31) / 32 * 32) {
+      const int lane = tid % 32;
+      for (int d = 1; d < 32; d <<= 1) {
+        const float y = shfl32(gc, lane >= d ? lane - d : lane);
+        if (lane >= d) gc += y;
+      }
     }
+    __syncthreads();  // also: the Gram matrices complete (q, k dead); the previous head done with A, Tb
+    if (tid < BT) g_s[tid] = gc;
+    __syncthreads();
+    if (tid >= 32 && tid < BT) g_s[tid] = gc += g_s[31];  // g_s[31] is final: no thread changes it here
+    if (tid < L) w.gc[(c0 + tid) * HV + h] = gc;
     __syncthreads();
 
     // A (strictly lower) in shared memory; Pm straight to the workspace (fp32, or for the
