@@ -108,6 +108,7 @@ const PrefillParam kPrefillParams[] = {
     {2, 4, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, {300}, true, true, false},
     {2, 4, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, {5, 130, 64, 0, 17}, false, true, true},
     {2, 4, 128, 128, GDN_DTYPE_F16, GDN_DTYPE_F32, {100, 3}, true, true, false},
+    {1, 2, 128, 256, GDN_DTYPE_BF16, GDN_DTYPE_BF16, {64, 1, 200}, true, false, false},  // sm_90 warpgroup kernel
     {2, 4, 64, 64, GDN_DTYPE_F32, GDN_DTYPE_F32, {200, 1, 64, 129}, true, true, false},
     {2, 4, 64, 64, GDN_DTYPE_F16, GDN_DTYPE_BF16, {90, 64}, true, false, false},
     {1, 2, 256, 64, GDN_DTYPE_F32, GDN_DTYPE_F32, {65, 3}, true, true, false},
@@ -117,6 +118,7 @@ const PrefillParam kPrefillParams[] = {
     {2, 4, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, {5, 130, 64, 0, 17}, false, true, true, GDN_PRECISION_BF16},
     {2, 4, 64, 64, GDN_DTYPE_F32, GDN_DTYPE_F32, {200, 1, 64, 129}, true, true, false, GDN_PRECISION_BF16},
     {2, 4, 128, 128, GDN_DTYPE_F16, GDN_DTYPE_BF16, {100, 3}, true, true, false, GDN_PRECISION_BF16},
+    {1, 2, 128, 256, GDN_DTYPE_BF16, GDN_DTYPE_BF16, {64, 1, 200}, false, true, true, GDN_PRECISION_BF16},
     {3, 3, 9, 17, GDN_DTYPE_F32, GDN_DTYPE_F32, {100, 28}, true, false, false, GDN_PRECISION_BF16},
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, Prefill, ::testing::ValuesIn(kPrefillParams), name_of);

@@ -22,6 +22,7 @@
 #include "mma.hpp"
 #include "portability.hpp"
 #include "typed.hpp"
+#include "wgmma.hpp"
 
 namespace gdn::gpu {
 namespace {
@@ -1068,6 +1069,8 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
 }
 #endif  // GDN_HAVE_MMA
 
+#include "prefill_state_sm90.hpp"
+
 template <class F>
 void set_smem(F kernel, size_t bytes, const char* what) {
   check(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, int(bytes)), what);
@@ -1089,6 +1092,17 @@ bool use_mma(const Device& dev, const GdnProblem& p) {
   if (!head_rows_aligned(p.q, per16) || !head_rows_aligned(p.k, per16)) return false;
   return dev.arch >= 80 && (p.d.K == 64 || p.d.K == 128) && p.d.V % kBV == 0 &&
          size_t(mma_smem_words(p.d.K, p.q.dt)) * 4 <= dev.max_smem_optin;
+}
+// And the warpgroup state kernel's: a library with sm_90a code on an sm_90 device, bf16
+// activations and products, K = 128, 16-byte aligned v rows, 4-byte aligned out rows.
+bool use_wgmma(const Device& dev, const GdnProblem& p) {
+#if defined(GDN_HAVE_SM90A) || defined(GDN_GPU_SIM)
+  return dev.arch == 90 && p.bf16_products && p.q.dt == GDN_DTYPE_BF16 && p.d.K == kWgK && p.d.V % kBV == 0 &&
+         head_rows_aligned(p.v, 8) && head_rows_aligned(p.out, 2) && kWgSmemBytes <= dev.max_smem_optin;
+#else
+  (void)dev, (void)p;
+  return false;
+#endif
 }
 #endif
 
@@ -1124,6 +1138,17 @@ void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t s
 
   const int64_t tiles = (p.d.V + kBV - 1) / kBV;
 #if GDN_HAVE_MMA
+  if constexpr (ACT == GDN_DTYPE_BF16) {
+    if (mma && use_wgmma(dev, p)) {
+      auto run = [&](auto kernel) {
+        set_smem(kernel, kWgSmemBytes, "prefill state_wgmma_kernel smem");
+        launch_plain(kernel, unsigned(p.num_seqs * p.d.HV * tiles), kWgThreads, kWgSmemBytes, stream, p, w, tiles);
+        check_launch("prefill state_wgmma_kernel");
+      };
+      run(state_wgmma_kernel<ST>);
+      return;
+    }
+  }
   if (mma) {
     const size_t smem = size_t(mma_smem_words(p.d.K, p.q.dt)) * 4;
     auto run = [&](auto kernel) {

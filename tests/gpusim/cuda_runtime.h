@@ -13,7 +13,8 @@
 // over the opted-in limit, cluster shape) stop the test with a message. Device allocations (exact
 // sizes: AddressSanitizer sees overruns) and dynamic shared memory start as 0xff bytes (NaN as
 // float); __shared__ variables are thread_local, so they keep an earlier block's values.
-// mma.m16n8k16 (bf16) is emulated from the fragment layout; cp.async copies land only when a
+// mma.m16n8k16 (bf16) is emulated from the fragment layout, wgmma m64nNk16 (bf16, both operands in
+// shared memory) from its descriptors, eagerly; cp.async copies land only when a
 // wait_group lets them (the latest moment allowed); ldmatrix and the cvt instructions take the
 // kernels' portable fallbacks; PDL is a no-op
 // (launches run one after another); memory is sequentially consistent; HIP's 64-lane wavefronts
@@ -234,6 +235,28 @@ inline void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint3
     const int r = g + 8 * (i / 2), n = 2 * t + i % 2;
     float acc = d[i];
     for (int k = 0; k < 16; ++k) acc += A(r, k) * B(k, n);
+    d[i] = acc;
+  }
+}
+// wgmma.mma_async.m64nNk16.f32.bf16.bf16 with both operands in shared memory (descriptors:
+// start address, leading byte offset = next 8 x 16-byte core matrix along k, stride byte offset =
+// next 8 rows; no swizzle, K-major), for the calling thread's accumulator entries: thread
+// (warp w of its warpgroup, g, t) holds d[i] = D(16 w + g + 8 ((i / 2) % 2), 8 (i / 4) + 2 t + i % 2).
+// Computed at once (the products' asynchrony is not modelled).
+inline void wgmma_m64nk16_bf16(float* d, int N, uint64_t da, uint64_t db, bool accumulate) {
+  const char* base = static_cast<const char*>(gdnsim_dynamic_smem());
+  auto at = [&](uint64_t desc, int row, int k) {  // element (row, k) of a K-major operand
+    const uint64_t start = (desc & 0x3fffu) << 4, lbo = ((desc >> 16) & 0x3fffu) << 4, sbo = ((desc >> 32) & 0x3fffu) << 4;
+    const uint64_t off = start + uint64_t(row / 8) * sbo + uint64_t(k / 8) * lbo + uint64_t(row % 8) * 16 + uint64_t(k % 8) * 2;
+    uint16_t h;
+    std::memcpy(&h, base + off, 2);
+    return bf16_at(h, 0);
+  };
+  const int tid = int(gdnsim_current()->linear), w = (tid / 32) % 4, g = (tid % 32) / 4, t = tid % 4;
+  for (int i = 0; i < N / 2; ++i) {
+    const int r = 16 * w + g + 8 * ((i / 2) % 2), n = 8 * (i / 4) + 2 * t + i % 2;
+    float acc = accumulate ? d[i] : 0.0f;
+    for (int k = 0; k < 16; ++k) acc += at(da, r, k) * at(db, n, k);
     d[i] = acc;
   }
 }

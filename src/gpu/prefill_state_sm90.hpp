@@ -1,0 +1,282 @@
+// Prefill step 3 on Hopper warpgroup products (sm_90a wgmma; bf16 activations, K = 128, BT = 64):
+// the state kernel with every product one asynchronous m64n32k16 chain on operands in shared
+// memory (wgmma.hpp), no fragment loads. Part of prefill.cu (included inside its anonymous
+// namespace: Work, TokenRows, chunk_len, zero_tile_outputs, kBV, kMaxBT).
+//
+// One block per (sequence, value head, 32-column tile of S), four warpgroups with fixed roles:
+//   WG0  K S (A = the raw k rows, B = S^T) -> R = V - exp(gc) kf K S -> R^T;
+//        then Vn = Tb R -> Vn^T and Vd^T = (exp(gc_last - gc) kf Vn)^T.
+//   WG1  Q S -> O = exp(gc) qf Q S, kept in registers; then O += Pm Vn -> out.
+//   WG2, WG3  K^T of the chunk (state rows 64 (wg - 2) ..) while K S runs; then
+//        S <- exp(gc_last) S + K^T Vd on their 64 state rows (fp32, in registers for the whole
+//        sequence) -> S^T for the next chunk.
+// Three barriers a chunk. The next chunk's inputs are loaded a chunk ahead into double buffers
+// (see load_qk / copy_mats_v), its decays and norm factors a chunk ahead into registers.
+// Bf16 products only (the layer's GDN_PRECISION_BF16: every operand rounded to bf16, the state
+// itself kept in fp32): with split operands for fp32 accuracy (two or three products each) this
+// kernel measured slower than state_mma_kernel on the H100 (docs/perf-notes.md, session 11), so
+// that precision stays there.
+#if GDN_HAVE_MMA
+constexpr int kWgBT = 64, kWgK = 128, kWgThreads = 512;
+
+// Shared memory (bytes): tiles in the core layout (wgmma.hpp), all 128-byte aligned.
+constexpr int kWgQK = kWgBT * kWgK, kWgKT = kWgK * kWgBT, kWgST = kBV * kWgK, kWgMT = kWgBT * kWgBT,
+              kWgVT = kBV * kWgBT, kWgVin = kWgBT * kBV;
+constexpr size_t kWgSmemBytes =
+    size_t(4 * kWgQK + kWgKT + kWgST + 4 * kWgMT + 3 * kWgVT + 2 * kWgVin) * 2 + 2 * 4 * kWgBT * sizeof(float);
+
+// x (a 64 x 32 accumulator of this thread's warpgroup, rows r0 .. of the product) rounded to
+// bf16 and transposed into the core-layout tile `t` with C columns: element (column, r0 + row).
+__device__ inline void store_acc_t(uint16_t* t, int C, int r0, const float (&x)[16]) {
+  const int lane = threadIdx.x % 32, w4 = (threadIdx.x / 32) % 4, g = lane / 4, q = lane % 4;
+  for (int i = 0; i < 16; i += 2) {
+    const int r = r0 + 16 * w4 + g + 8 * ((i / 2) % 2), n = 8 * (i / 4) + 2 * q;
+    const uint32_t hi = pack_bf16x2(x[i], x[i + 1]);
+    t[core_at(n, r, C)] = uint16_t(hi & 0xffffu), t[core_at(n + 1, r, C)] = uint16_t(hi >> 16);
+  }
+}
+
+template <int32_t ST>
+__global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, Work w, int64_t tiles) {
+#if GDN_WGMMA
+  constexpr int BT = kWgBT, K = kWgK, NB = kBV;
+  constexpr int32_t ACT = GDN_DTYPE_BF16;
+  GDN_DYNAMIC_SMEM(uint16_t, sm);
+  uint16_t* qk = sm;               // [buffer][q, k]  BT x K  raw rows
+  uint16_t* kt = qk + 4 * kWgQK;   // K x BT  K^T of the chunk
+  uint16_t* st = kt + kWgKT;       // NB x K  S^T
+  uint16_t* mt = st + kWgST;       // [buffer][Tb, Pm]  BT x BT
+  uint16_t* rt = mt + 4 * kWgMT;   // NB x BT  R^T
+  uint16_t* nt = rt + kWgVT;       // Vn^T
+  uint16_t* vt = nt + kWgVT;       // Vd^T
+  uint16_t* vin = vt + kWgVT;      // [buffer]  BT x NB  raw v rows (row-major)
+  float* sc = reinterpret_cast<float*>(vin + 2 * kWgVin);  // [buffer][rf, of, uf, eg]  BT
+  enum { kRf = 0, kOf = BT, kUf = 2 * BT, kEg = 3 * BT };
+
+  const int64_t HV = p.d.HV, HK = p.d.HK;
+  const int64_t tile = blockIdx.x % tiles, h = (blockIdx.x / tiles) % HV, n = blockIdx.x / (tiles * HV);
+  const int64_t hk = h / (HV / HK), v0 = tile * NB;
+  const int tid = threadIdx.x, wg = tid / 128, w4 = (tid / 32) % 4, g = (tid % 32) / 4, q4 = tid % 4;
+  auto row_of = [&](int i) { return 16 * w4 + g + 8 * ((i / 2) % 2); };  // accumulator entry i
+  auto col_of = [&](int i) { return 8 * (i / 4) + 2 * q4 + i % 2; };
+  int64_t start, end;
+  seq_range(p, n, start, end);
+  const int64_t slot = load_index(p.slot_idx.at(n, 0), p.slot_idx.dt);
+  if (slot < 0 || slot >= p.state.num_slots) return zero_tile_outputs<ACT>(p, start, end, h, v0);
+  const bool initial = !p.has_initial.present() || p.has_initial.idx(n) != 0;
+  const TokenRows q_rows(p.q, hk), k_rows(p.k, hk), v_rows(p.v, h), out_rows(p.out, h);
+  const float* mats = w.mats + h * 2 * kMaxBT;  // token stride HV * 2 * kMaxBT
+  const int64_t mats_stride = HV * 2 * kMaxBT;
+  const float* gcs = w.gc + h;            // token stride HV
+  const float* norms = w.norms + hk * 2;  // token stride 2 HK
+
+  // The next chunk's inputs, into buffer b. q and k (32 KB) go through the registers of WG2 and
+  // WG3: loaded while K S runs, stored while the update runs; each warp step moves 8 rows x 64
+  // contiguous bytes (2-sector L2 requests -- 16-byte cp.async copies into the core layout made
+  // one request each, and the request rate saturated L2). Step s of warp wu (0 .. 7), lane l:
+  // rows 8 (2 (s % 4) + wu / 4) + l / 4, 16-byte pieces 4 (wu % 4) + l % 4 of q (s < 4) or k. Tb
+  // and Pm (their hi halves: bf16) and v come by cp.async from WG1 (issued before Q S, awaited at the
+  // end of the chunk). Rows past the chunk's end are zero (the products read every row).
+  const int lrow = (tid % 32) / 4, lx = tid % 4, wq = (tid / 32) % 8;
+  auto qk_at = [&](int step, int& row, int& x) { row = 8 * (2 * (step % 4) + wq / 4) + lrow, x = 8 * (4 * (wq % 4) + lx); };
+  uint4 pre[8];
+  auto load_qk = [&](int64_t c) {
+    const int Lc = chunk_len<BT>(c, end);
+#pragma unroll
+    for (int step = 0; step < 8; ++step) {
+      int row, x;
+      qk_at(step, row, x);
+      const TokenRows& rows = step < 4 ? q_rows : k_rows;
+      pre[step] = row < Lc ? *reinterpret_cast<const uint4*>(rows.row<uint16_t>(c + row) + x) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  auto store_qk = [&](int b) {
+#pragma unroll
+    for (int step = 0; step < 8; ++step) {
+      int row, x;
+      qk_at(step, row, x);
+      *reinterpret_cast<uint4*>(qk + (2 * b + step / 4) * kWgQK + core_at(row, x, K)) = pre[step];
+    }
+  };
+  // WG1 (t1 = 0 .. 127): Tb and Pm rows t1 / 8 + 16 q (q = 0 .. 3), piece t1 % 8; v rows
+  // t1 / 4 + 32 q (q = 0, 1), piece t1 % 4.
+  const int t1 = tid % 128;
+  auto copy_mats_v = [&](int64_t c, int b) {
+    const int Lc = chunk_len<BT>(c, end);
+    auto zero16 = [](uint16_t* d) { *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0); };
+#pragma unroll
+    for (int pm = 0; pm < 2; ++pm) {
+      const int x = 8 * (t1 % 8);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int row = t1 / 8 + 16 * q;
+        uint16_t* d = mt + (2 * b + pm) * kWgMT + core_at(row, x, BT);
+        if (row < Lc)
+          async_copy16(d, mats + (c + row) * mats_stride + pm * kMaxBT + x / 2);
+        else
+          zero16(d);
+      }
+    }
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      const int row = t1 / 4 + 32 * q;
+      if (row < Lc) async_copy16(vin + b * kWgVin + row * NB + 8 * (t1 % 4), v_rows.row<uint16_t>(c + row) + v0 + 8 * (t1 % 4));
+    }
+    async_commit();
+  };
+  // K^T of the chunk, state rows m0 .. m0 + 63 (WG2, WG3): 64 core matrices of k, each transposed
+  // (ldmatrix + stmatrix.trans, four a warp at a time).
+  auto transpose_k = [&](const uint16_t* k_t, int m0) {
+    const int lane = tid % 32, q = lane / 8, rr = lane % 8;
+#pragma unroll
+    for (int it = 0; it < 4; ++it) {
+      const int mi = (4 * w4 + it) * 4 + q, jb = 8 * (mi / 8), mb = m0 + 8 * (mi % 8);
+#if GDN_LDMATRIX
+      uint32_t f[4];
+      ldmatrix_x4(f, reinterpret_cast<const uint32_t*>(k_t + core_at(jb + rr, mb, K)));
+      stmatrix_x4_trans(kt + core_at(mb + rr, jb, BT), f);
+#else
+      for (int c = 0; c < 8; ++c) kt[core_at(mb + c, jb + rr, BT)] = k_t[core_at(jb + rr, mb + c, K)];
+#endif
+    }
+  };
+  // Per-token factors, a chunk ahead in registers (threads 0 .. BT - 1, one token each).
+  float nx_gc = 0.0f, nx_last = 0.0f, nx_qf = 0.0f, nx_kf = 0.0f;
+  auto load_scalars = [&](int64_t c) {
+    const int Lc = chunk_len<BT>(c, end);
+    if (tid < BT && c < end) {
+      nx_last = gcs[(c + Lc - 1) * HV];
+      nx_gc = tid < Lc ? gcs[(c + tid) * HV] : 0.0f;
+      nx_qf = tid < Lc ? norms[(c + tid) * 2 * HK + 0] : 0.0f;
+      nx_kf = tid < Lc ? norms[(c + tid) * 2 * HK + 1] : 0.0f;
+    }
+  };
+  auto write_scalars = [&](int b, int Lc) {
+    if (tid < BT) {
+      const float eg = tid < Lc ? expf(nx_gc) : 0.0f, ed = tid < Lc ? expf(nx_last - nx_gc) : 0.0f;
+      float* s = sc + b * 4 * BT;
+      s[kRf + tid] = eg * nx_kf, s[kOf + tid] = eg * nx_qf, s[kUf + tid] = ed * nx_kf, s[kEg + tid] = eg;
+    }
+  };
+
+  // WG2 / WG3: state rows m0 .. m0 + 63, columns v0 ..: fp32 accumulators for the whole sequence.
+  const int m0 = 64 * (wg - 2);
+  float sr[16] = {};
+  if (wg >= 2) {
+    for (int i = 0; i < 16; ++i)
+      sr[i] = initial ? Elem<ST>::load(p.state.at(slot, h, m0 + row_of(i)), v0 + col_of(i)) : 0.0f;
+    store_acc_t(st, K, m0, sr);
+  }
+  load_scalars(start);
+  write_scalars(0, chunk_len<BT>(start, end));
+  load_scalars(start + BT);
+  if (start < end) {
+    if (wg >= 2) {
+      load_qk(start);
+      store_qk(0);
+    } else if (wg == 1) {
+      copy_mats_v(start, 0);
+      async_wait<0>();
+    }
+  }
+  wgmma_proxy_fence();
+  __syncthreads();
+
+  int b = 0;
+  for (int64_t c0 = start; c0 < end; c0 += BT, b ^= 1) {
+    const int L = chunk_len<BT>(c0, end);
+    const int64_t c1 = c0 + BT;
+    const uint16_t* q_t = qk + (2 * b) * kWgQK;
+    const uint16_t* k_t = qk + (2 * b + 1) * kWgQK;
+    const uint16_t* tb = mt + 2 * b * kWgMT;
+    const uint16_t* pm = tb + kWgMT;
+    const float* s = sc + b * 4 * BT;
+
+    // K S (WG0) and Q S (WG1); K^T (WG2, WG3).
+    float o[16] = {};
+    if (wg == 1 && c1 < end) copy_mats_v(c1, b ^ 1);
+    if (wg < 2) {
+      float acc[16] = {};
+      wgmma_fence();
+#pragma unroll
+      for (int k0 = 0; k0 < K; k0 += 16) {
+        const uint64_t a = wgmma_desc(wg == 0 ? k_t : q_t, K, 0, k0);
+        wgmma_m64n32(acc, a, wgmma_desc(st, K, 0, k0), true);
+      }
+      wgmma_commit();
+      wgmma_wait<0>(acc);
+      if (wg == 0) {
+        float r[16];
+        for (int i = 0; i < 16; ++i) {
+          const int row = row_of(i);
+          r[i] = row < L ? bf16_to_f32(vin[b * kWgVin + row * NB + col_of(i)]) - s[kRf + row] * acc[i] : 0.0f;
+        }
+        store_acc_t(rt, BT, 0, r);
+        wgmma_proxy_fence();
+      } else {
+        for (int i = 0; i < 16; ++i) o[i] = s[kOf + row_of(i)] * acc[i];
+      }
+    } else {  // the next chunk's copies, then K^T
+      if (c1 < end) load_qk(c1);
+      transpose_k(k_t, m0);
+      wgmma_proxy_fence();
+    }
+    __syncthreads();
+
+    // Vn = Tb R (WG0) -> Vn^T, Vd^T.
+    if (wg == 0) {
+      float vn[16] = {};
+      wgmma_fence();
+#pragma unroll
+      for (int k0 = 0; k0 < BT; k0 += 16) {
+        wgmma_m64n32(vn, wgmma_desc(tb, BT, 0, k0), wgmma_desc(rt, BT, 0, k0), true);
+      }
+      wgmma_commit();
+      wgmma_wait<0>(vn);
+      store_acc_t(nt, BT, 0, vn);
+      for (int i = 0; i < 16; ++i) vn[i] *= s[kUf + row_of(i)];
+      store_acc_t(vt, BT, 0, vn);
+      wgmma_proxy_fence();
+    }
+    __syncthreads();
+
+    if (wg == 1) {  // O += Pm Vn, to the output
+      wgmma_fence();
+#pragma unroll
+      for (int k0 = 0; k0 < BT; k0 += 16) {
+        wgmma_m64n32(o, wgmma_desc(pm, BT, 0, k0), wgmma_desc(nt, BT, 0, k0), true);
+      }
+      wgmma_commit();
+      wgmma_wait<0>(o);
+      for (int i = 0; i < 16; i += 2) {  // columns col_of(i), col_of(i) + 1 as one word
+        const int row = row_of(i);
+        if (row < L)
+          *reinterpret_cast<uint32_t*>(out_rows.row<uint16_t>(c0 + row) + v0 + col_of(i)) = pack_bf16x2(o[i], o[i + 1]);
+      }
+    } else if (wg >= 2) {  // S <- exp(gc_last) S + K^T Vd, to S^T
+      const float e_last = s[kEg + L - 1];
+      for (int i = 0; i < 16; ++i) sr[i] *= e_last;
+      wgmma_fence();
+#pragma unroll
+      for (int k0 = 0; k0 < BT; k0 += 16) {
+        wgmma_m64n32(sr, wgmma_desc(kt, BT, m0, k0), wgmma_desc(vt, BT, 0, k0), true);
+      }
+      wgmma_commit();
+      if (c1 < end) store_qk(b ^ 1);  // while the update runs
+      wgmma_wait<0>(sr);
+      store_acc_t(st, K, m0, sr);
+    } else if (c1 < end) {  // WG0: the next chunk's factors
+      write_scalars(b ^ 1, chunk_len<BT>(c1, end));
+      load_scalars(c1 + BT);
+    }
+    async_wait<0>();  // WG1's copies of the next chunk
+    wgmma_proxy_fence();
+    __syncthreads();
+  }
+  if (wg >= 2)
+    for (int i = 0; i < 16; ++i) Elem<ST>::store(p.state.at(slot, h, m0 + row_of(i)), v0 + col_of(i), sr[i]);
+#else
+  (void)p, (void)w, (void)tiles;
+#endif
+}
+#endif  // GDN_HAVE_MMA

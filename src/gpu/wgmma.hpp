@@ -1,0 +1,123 @@
+// Hopper warpgroup products (sm_90a wgmma.mma_async m64n32k16, bf16 operands, fp32 accumulators):
+// both operands in shared memory in the no-swizzle K-major layout, the accumulators in the
+// registers of the 128 threads of a warpgroup.
+//
+// Tile layout ("core" layout): an R x C bf16 tile (C = the contraction index, a multiple of 16)
+// is stored as 8 x 8 core matrices of 128 contiguous bytes (8 rows of 16 bytes), the core
+// matrices of one row group consecutive along C: element (r, c) at core_at(r, c, C). In the
+// descriptor: leading byte offset (next core matrix along K) 128, stride byte offset (next 8 rows)
+// 16 C. A = rows m (64 of them), B = B^T rows n (32), both K-major.
+// Accumulator fragment of thread (warp w of the warpgroup, g = lane / 4, t = lane % 4): d[i] is
+// row 16 w + g + 8 ((i / 2) % 2), column 8 (i / 4) + 2 t + i % 2 -- mma.m16n8's C layout, four
+// column blocks.
+// Asynchrony: shared memory written by ordinary stores must be fenced (wgmma_proxy_fence) by the
+// writing threads and published by a barrier before a product reads it; a warpgroup issues its
+// products (wgmma_fence first, wgmma_commit after) and waits for them (wgmma_wait) before it reads
+// the accumulators or overwrites an operand.
+#pragma once
+
+#include <cstdint>
+
+#include "mma.hpp"
+
+// Device code with the sm_90a instructions (or the simulator, which emulates them).
+#if GDN_HAVE_MMA && (defined(GDN_GPU_SIM) || defined(__CUDA_ARCH_FEAT_SM90_ALL))
+#define GDN_WGMMA 1
+#else
+#define GDN_WGMMA 0
+#endif
+
+namespace gdn::gpu {
+
+__host__ __device__ constexpr int core_at(int r, int c, int C) {
+  return ((r >> 3) * (C >> 3) + (c >> 3)) * 64 + (r & 7) * 8 + (c & 7);
+}
+
+#if GDN_WGMMA
+// Shared-memory address of p (the simulator: offset in the dynamic shared memory).
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+#if defined(GDN_GPU_SIM)
+  return uint32_t(static_cast<const char*>(p) - static_cast<const char*>(gdnsim::gdnsim_dynamic_smem()));
+#else
+  return uint32_t(__cvta_generic_to_shared(p));
+#endif
+}
+
+// Descriptor of the 16-wide k-step at k0 of a core-layout tile with C columns, from row r0 (a
+// multiple of 8).
+__device__ __forceinline__ uint64_t wgmma_desc(const uint16_t* tile, int C, int r0, int k0) {
+  const uint32_t a = smem_addr(tile + core_at(r0, k0, C));
+  return uint64_t((a & 0x3ffffu) >> 4) | (uint64_t(128 >> 4) << 16) | (uint64_t((16 * C) >> 4) << 32);
+}
+
+__device__ __forceinline__ void wgmma_fence() {
+#if !defined(GDN_GPU_SIM)
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#if !defined(GDN_GPU_SIM)
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+// Ordinary shared-memory stores made visible to the products (the async proxy).
+__device__ __forceinline__ void wgmma_proxy_fence() {
+#if !defined(GDN_GPU_SIM)
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+#if GDN_LDMATRIX
+// Four 8 x 8 b16 matrices (fragments as ldmatrix_x4 loads them) stored transposed; lane l gives
+// the address of row l % 8 of matrix l / 8 (16-byte aligned).
+__device__ __forceinline__ void stmatrix_x4_trans(uint16_t* row, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(smem_addr(row)),
+               "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+}
+#endif
+
+// d (+)= A B: A 64 x 16 and B^T 32 x 16 by descriptor; accumulate = false overwrites d.
+__device__ __forceinline__ void wgmma_m64n32(float (&d)[16], uint64_t a, uint64_t b, bool accumulate) {
+#if defined(GDN_GPU_SIM)
+  gdnsim::wgmma_m64nk16_bf16(d, 32, a, b, accumulate);
+#else
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "l"(a), "l"(b), "r"(int(accumulate)));
+#endif
+}
+
+// Waits until at most N of the warpgroup's committed groups are pending; d (an accumulator of
+// the awaited products) is not read or moved across the wait.
+template <int N>
+__device__ __forceinline__ void wgmma_wait(float (&d)[16]) {
+#if defined(GDN_GPU_SIM)
+  (void)d;
+#else
+  asm volatile("wgmma.wait_group.sync.aligned %16;\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+               : "n"(N)
+               : "memory");
+#endif
+}
+// Keeps the compiler from moving accesses to d across an asynchronous product.
+__device__ __forceinline__ void wgmma_pin(float (&d)[16]) {
+#if !defined(GDN_GPU_SIM)
+  asm volatile(""
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+               :
+               : "memory");
+#else
+  (void)d;
+#endif
+}
+#endif  // GDN_WGMMA
+
+}  // namespace gdn::gpu
