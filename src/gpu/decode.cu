@@ -115,12 +115,13 @@ __global__ void __launch_bounds__(32 / 4 * kRG, 8) decode_token_kernel(GdnProble
   const int64_t j0 = tile * BV + tx * 4;
   float s[ROWS][4];
   int64_t slot = -1;
-  // READY (p.state_ready, the decode step's chain): the slot and the state tile before the wait,
-  // so that they are on their way while the conv kernel in front still runs.
-  if constexpr (READY) {
+  auto load_state = [&]() {
     slot = read_slot_of(p, b);
     if (slot >= 0) StateIO<ST>::load_rows(p, slot, h, ty, j0, s);
-  }
+  };
+  // READY (p.state_ready, the decode step's chain): the slot and the state tile before the wait,
+  // so that they are on their way while the conv kernel in front still runs.
+  if constexpr (READY) load_state();
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   // Slot-independent loads first: q, k (threads < K), v (threads < BV), gate inputs (thread 0).
   const bool has_qk = int(threadIdx.x) < K;
@@ -129,10 +130,7 @@ __global__ void __launch_bounds__(32 / 4 * kRG, 8) decode_token_kernel(GdnProble
   const float vj = threadIdx.x < BV ? Elem<ACT>::load(p.v.at(b, 0, h), tile * BV + threadIdx.x) : 0.0f;
   GateInputs gi;
   if (threadIdx.x == 0) gi.load(p, b, 0, h);
-  if constexpr (!READY) {
-    slot = read_slot_of(p, b);
-    if (slot >= 0) StateIO<ST>::load_rows(p, slot, h, ty, j0, s);
-  }
+  if constexpr (!READY) load_state();
 
   if (has_qk) sm.q[threadIdx.x] = qi, sm.k[threadIdx.x] = ki;
   float qq = qi * qi, kk = ki * ki;

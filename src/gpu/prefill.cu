@@ -93,6 +93,16 @@ __device__ inline void fma4(float (&acc)[4], float a, const float4& b) {
   acc[0] += a * b.x, acc[1] += a * b.y, acc[2] += a * b.z, acc[3] += a * b.w;
 }
 
+// The q and k factors of one token from its squared sums: the scale on q, and the l2 norms when
+// the layer asks for them.
+__device__ inline void qk_factors(const GdnProblem& p, float qq, float kk, float& qs, float& ks) {
+  qs = p.scale, ks = 1.0f;
+  if (p.l2norm) {
+    qs *= 1.0f / sqrtf(qq + kL2NormEps);
+    ks = 1.0f / sqrtf(kk + kL2NormEps);
+  }
+}
+
 // ---- 1. chunk offsets: offsets[n] = number of chunks of the sequences before n ----
 __global__ void __launch_bounds__(kThreads) offsets_kernel(GdnProblem p, int BT, int32_t* offsets) {
   __shared__ int32_t scan[kThreads];
@@ -267,6 +277,10 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
     stage_qk<ACT, BT, kThreads, VEC, false>(p, w, c0, L, hk, q_s, k_s);
   }
   __syncthreads();
+  auto put_norms = [&](int r, float qs, float ks) {  // the factors of row r, for the state kernel
+    w.norms[((c0 + r) * HK + hk) * 2 + 0] = qs;
+    w.norms[((c0 + r) * HK + hk) * 2 + 1] = ks;
+  };
   if constexpr (RAW) {
     // kThreads / BT lanes a row (4 at BT = 64): every row at once, a few shuffle steps.
     constexpr int LPR = kThreads / BT;
@@ -282,17 +296,11 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
       kk += k0 * k0 + k1 * k1;
     }
     for (int m = 1; m < LPR; m <<= 1) qq += shfl_xor32(qq, m), kk += shfl_xor32(kk, m);
-    float qs = p.scale, ks = 1.0f;
-    if (p.l2norm) {
-      qs *= 1.0f / sqrtf(qq + kL2NormEps);
-      ks = 1.0f / sqrtf(kk + kL2NormEps);
-    }
+    float qs, ks;
+    qk_factors(p, qq, kk, qs, ks);
     if (part == 0) {
       qf_s[r] = qs, kf_s[r] = ks;
-      if (r < L) {
-        w.norms[((c0 + r) * HK + hk) * 2 + 0] = qs;
-        w.norms[((c0 + r) * HK + hk) * 2 + 1] = ks;
-      }
+      if (r < L) put_norms(r, qs, ks);
     }
   } else {
     const int lane = tid % 32, sg = tid / 32;
@@ -302,11 +310,8 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
         qq += q_s[r * KP + i] * q_s[r * KP + i];
         kk += k_s[r * KP + i] * k_s[r * KP + i];
       }
-      float qs = p.scale, ks = 1.0f;
-      if (p.l2norm) {
-        qs *= 1.0f / sqrtf(subgroup32_sum(qq) + kL2NormEps);
-        ks = 1.0f / sqrtf(subgroup32_sum(kk) + kL2NormEps);
-      }
+      float qs, ks;
+      qk_factors(p, p.l2norm ? subgroup32_sum(qq) : 0.0f, p.l2norm ? subgroup32_sum(kk) : 0.0f, qs, ks);
       if (MMA) {
 #if GDN_HAVE_MMA
         // In place, as split bf16: the row slot becomes K/2 words of hi halves, then K/2 of lo.
@@ -334,10 +339,7 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
           k_s[r * KP + i] *= ks;
         }
       }
-      if (lane == 0) {
-        w.norms[((c0 + r) * HK + hk) * 2 + 0] = qs;
-        w.norms[((c0 + r) * HK + hk) * 2 + 1] = ks;
-      }
+      if (lane == 0) put_norms(r, qs, ks);
     }
   }
   if (!RAW) __syncthreads();  // RAW: the products read the raw rows; the factors are awaited below
