@@ -27,13 +27,24 @@ constexpr size_t kWgSmemBytes =
 
 // x (a 64 x 32 accumulator of this thread's warpgroup, rows r0 .. of the product) rounded to
 // bf16 and transposed into the core-layout tile `t` with C columns: element (column, r0 + row).
+// Each 8 x 8 block of a warp's fragment is one core matrix of the transposed tile: two
+// stmatrix.trans of four blocks each.
 __device__ inline void store_acc_t(uint16_t* t, int C, int r0, const float (&x)[16]) {
-  const int lane = threadIdx.x % 32, w4 = (threadIdx.x / 32) % 4, g = lane / 4, q = lane % 4;
+  const int lane = threadIdx.x % 32, w4 = (threadIdx.x / 32) % 4;
+#if GDN_WGMMA && GDN_LDMATRIX
+  for (int h = 0; h < 2; ++h) {  // rows 16 w4 + 8 h .. + 7; block q = columns 8 q .. 8 q + 7
+    const uint32_t f[4] = {pack_bf16x2(x[2 * h], x[2 * h + 1]), pack_bf16x2(x[4 + 2 * h], x[5 + 2 * h]),
+                           pack_bf16x2(x[8 + 2 * h], x[9 + 2 * h]), pack_bf16x2(x[12 + 2 * h], x[13 + 2 * h])};
+    stmatrix_x4_trans(t + core_at(lane, r0 + 16 * w4 + 8 * h, C), f);  // lane: row 8 (lane / 8) + lane % 8
+  }
+#else
+  const int g = lane / 4, q = lane % 4;
   for (int i = 0; i < 16; i += 2) {
     const int r = r0 + 16 * w4 + g + 8 * ((i / 2) % 2), n = 8 * (i / 4) + 2 * q;
     const uint32_t hi = pack_bf16x2(x[i], x[i + 1]);
     t[core_at(n, r, C)] = uint16_t(hi & 0xffffu), t[core_at(n + 1, r, C)] = uint16_t(hi >> 16);
   }
+#endif
 }
 
 template <int32_t ST>
