@@ -10,7 +10,7 @@
 //   WG2, WG3  K^T of the chunk (state rows 64 (wg - 2) ..) while K S runs; then
 //        S <- exp(gc_last) S + K^T Vd on their 64 state rows (fp32, in registers for the whole
 //        sequence) -> S^T for the next chunk.
-// Three barriers a chunk. The next chunk's inputs are loaded a chunk ahead into double buffers
+// Three barriers a chunk (one of them WG0's alone). The next chunk's inputs are loaded a chunk ahead into double buffers
 // (see load_qk / copy_mats_v), its decays and norm factors a chunk ahead into registers.
 // Bf16 products only (the layer's GDN_PRECISION_BF16: every operand rounded to bf16, the state
 // itself kept in fp32): with split operands for fp32 accuracy (two or three products each) this
@@ -232,7 +232,13 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       transpose_k(k_t, m0);
       wgmma_proxy_fence();
     }
+    // R^T is WG0's own: it waits for its four warps only (K^T waits for the barrier after Tb R).
+    // The simulator has no named barriers: there every thread takes a block barrier.
+#if defined(GDN_GPU_SIM)
     __syncthreads();
+#else
+    if (wg == 0) asm volatile("bar.sync 1, 128;\n" ::: "memory");
+#endif
 
     // Vn = Tb R (WG0) -> Vn^T, Vd^T.
     if (wg == 0) {
