@@ -233,11 +233,18 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       wgmma_proxy_fence();
     }
     // R^T is WG0's own: it waits for its four warps only (K^T waits for the barrier after Tb R).
-    // The simulator has no named barriers: there every thread takes a block barrier.
+    // WG1 and WG2 + WG3 take barriers of their own here too, so that every thread passes the
+    // same number of barriers a chunk (what compute-sanitizer's racecheck needs to pair the
+    // block barriers right). The simulator has no named barriers: a block barrier there.
 #if defined(GDN_GPU_SIM)
     __syncthreads();
 #else
-    if (wg == 0) asm volatile("bar.sync 1, 128;\n" ::: "memory");
+    if (wg == 0)
+      asm volatile("bar.sync 1, 128;\n" ::: "memory");
+    else if (wg == 1)
+      asm volatile("bar.sync 2, 128;\n" ::: "memory");
+    else
+      asm volatile("bar.sync 3, 256;\n" ::: "memory");
 #endif
 
     // Vn = Tb R (WG0) -> Vn^T, Vd^T.
