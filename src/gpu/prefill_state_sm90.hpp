@@ -10,8 +10,10 @@
 //   WG2, WG3  K^T of the chunk (state rows 64 (wg - 2) ..) while K S runs; then
 //        S <- exp(gc_last) S + K^T Vd on their 64 state rows (fp32, in registers for the whole
 //        sequence) -> S^T for the next chunk.
-// Three barriers a chunk (one of them WG0's alone). The next chunk's inputs are loaded a chunk ahead into double buffers
-// (see load_qk / copy_mats_v), its decays and norm factors a chunk ahead into registers.
+// A chunk: K S, Q S and K^T; a barrier of WG0's own (R^T is its own; the others take barriers of
+// their own there); Tb R; a block barrier; the update and O += Pm Vn; a block barrier. The next
+// chunk's inputs are loaded a chunk ahead into double buffers (load_qk / copy_mats_v), its decays
+// and norm factors a chunk ahead into registers.
 // Bf16 products only (the layer's GDN_PRECISION_BF16: every operand rounded to bf16, the state
 // itself kept in fp32): with split operands for fp32 accuracy (two or three products each) this
 // kernel measured slower than state_mma_kernel on the H100 (docs/perf-notes.md, session 11), so
