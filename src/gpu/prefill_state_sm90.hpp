@@ -263,6 +263,8 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       for (int i = 0; i < 16; ++i) vn[i] *= s[kUf + row_of(i)];
       store_acc_t(vt, BT, 0, vn);
       wgmma_proxy_fence();
+    } else if (wg >= 2 && c1 < end) {
+      store_qk(b ^ 1);  // while WG0 runs Tb R (the buffer's last readers were the previous chunk's)
     }
     __syncthreads();
 
@@ -288,7 +290,6 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
         wgmma_m64n32(sr, wgmma_desc(kt, BT, m0, k0), wgmma_desc(vt, BT, 0, k0), true);
       }
       wgmma_commit();
-      if (c1 < end) store_qk(b ^ 1);  // while the update runs
       wgmma_wait<0>(sr);
       store_acc_t(st, K, m0, sr);
     } else if (c1 < end) {  // WG0: the next chunk's factors
