@@ -217,12 +217,21 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
         wgmma_m64n32(acc, a, wgmma_desc(st, K, 0, k0), true);
       }
       wgmma_commit();
+      // WG0: the v pairs and row factors of R while the products run.
+      uint32_t vp[8] = {};
+      float rf[2] = {};
+      if (wg == 0) {
+        for (int i = 0; i < 16; i += 2)
+          vp[i / 2] = *reinterpret_cast<const uint32_t*>(vin + b * kWgVin + row_of(i) * NB + col_of(i));
+        rf[0] = s[kRf + row_of(0)], rf[1] = s[kRf + row_of(2)];
+      }
       wgmma_wait<0>(acc);
       if (wg == 0) {
         float r[16];
         for (int i = 0; i < 16; ++i) {
           const int row = row_of(i);
-          r[i] = row < L ? bf16_to_f32(vin[b * kWgVin + row * NB + col_of(i)]) - s[kRf + row] * acc[i] : 0.0f;
+          const float v = bf16_to_f32(uint16_t(vp[i / 2] >> (16 * (i % 2))));
+          r[i] = row < L ? v - rf[(i / 2) % 2] * acc[i] : 0.0f;
         }
         store_acc_t(rt, BT, 0, r);
         wgmma_proxy_fence();
@@ -263,8 +272,10 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       for (int i = 0; i < 16; ++i) vn[i] *= s[kUf + row_of(i)];
       store_acc_t(vt, BT, 0, vn);
       wgmma_proxy_fence();
-    } else if (wg >= 2 && c1 < end) {
-      store_qk(b ^ 1);  // while WG0 runs Tb R (the buffer's last readers were the previous chunk's)
+    } else if (wg >= 2) {  // while WG0 runs Tb R: the next chunk's q / k (the buffer's last
+      if (c1 < end) store_qk(b ^ 1);  // readers were the previous chunk's), the state's decay
+      const float e_last = s[kEg + L - 1];
+      for (int i = 0; i < 16; ++i) sr[i] *= e_last;
     }
     __syncthreads();
 
@@ -282,8 +293,6 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
           *reinterpret_cast<uint32_t*>(out_rows.row<uint16_t>(c0 + row) + v0 + col_of(i)) = pack_bf16x2(o[i], o[i + 1]);
       }
     } else if (wg >= 2) {  // S <- exp(gc_last) S + K^T Vd, to S^T
-      const float e_last = s[kEg + L - 1];
-      for (int i = 0; i < 16; ++i) sr[i] *= e_last;
       wgmma_fence();
 #pragma unroll
       for (int k0 = 0; k0 < BT; k0 += 16) {
