@@ -84,7 +84,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   const float* norms = w.norms + hk * 2;  // token stride 2 HK
 
   // The next chunk's inputs, into buffer b. q and k (32 KB) go through the registers of WG2 and
-  // WG3: loaded while K S runs, stored while the update runs; each warp step moves 8 rows x 64
+  // WG3: loaded while K S runs, stored while WG0 runs Tb R; each warp step moves 8 rows x 64
   // contiguous bytes (2-sector L2 requests -- 16-byte cp.async copies into the core layout made
   // one request each, and the request rate saturated L2). Step s of warp wu (0 .. 7), lane l:
   // rows 8 (2 (s % 4) + wu / 4) + l / 4, 16-byte pieces 4 (wu % 4) + l % 4 of q (s < 4) or k. Tb
@@ -210,13 +210,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
     if (wg == 1 && c1 < end) copy_mats_v(c1, b ^ 1);
     if (wg < 2) {
       float acc[16] = {};
-      wgmma_fence();
-#pragma unroll
-      for (int k0 = 0; k0 < K; k0 += 16) {
-        const uint64_t a = wgmma_desc(wg == 0 ? k_t : q_t, K, 0, k0);
-        wgmma_m64n32(acc, a, wgmma_desc(st, K, 0, k0), true);
-      }
-      wgmma_commit();
+      wgmma_issue_m64n32<K>(acc, wg == 0 ? k_t : q_t, 0, st);
       // WG0: the v pairs and row factors of R while the products run.
       uint32_t vp[8] = {};
       float rf[2] = {};
@@ -261,12 +255,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
     // Vn = Tb R (WG0) -> Vn^T, Vd^T.
     if (wg == 0) {
       float vn[16] = {};
-      wgmma_fence();
-#pragma unroll
-      for (int k0 = 0; k0 < BT; k0 += 16) {
-        wgmma_m64n32(vn, wgmma_desc(tb, BT, 0, k0), wgmma_desc(rt, BT, 0, k0), true);
-      }
-      wgmma_commit();
+      wgmma_issue_m64n32<BT>(vn, tb, 0, rt);
       wgmma_wait<0>(vn);
       store_acc_t(nt, BT, 0, vn);
       for (int i = 0; i < 16; ++i) vn[i] *= s[kUf + row_of(i)];
@@ -280,12 +269,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
     __syncthreads();
 
     if (wg == 1) {  // O += Pm Vn, to the output
-      wgmma_fence();
-#pragma unroll
-      for (int k0 = 0; k0 < BT; k0 += 16) {
-        wgmma_m64n32(o, wgmma_desc(pm, BT, 0, k0), wgmma_desc(nt, BT, 0, k0), true);
-      }
-      wgmma_commit();
+      wgmma_issue_m64n32<BT>(o, pm, 0, nt);
       wgmma_wait<0>(o);
       for (int i = 0; i < 16; i += 2) {  // columns col_of(i), col_of(i) + 1 as one word
         const int row = row_of(i);
@@ -293,12 +277,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
           *reinterpret_cast<uint32_t*>(out_rows.row<uint16_t>(c0 + row) + v0 + col_of(i)) = pack_bf16x2(o[i], o[i + 1]);
       }
     } else if (wg >= 2) {  // S <- exp(gc_last) S + K^T Vd, to S^T
-      wgmma_fence();
-#pragma unroll
-      for (int k0 = 0; k0 < BT; k0 += 16) {
-        wgmma_m64n32(sr, wgmma_desc(kt, BT, m0, k0), wgmma_desc(vt, BT, 0, k0), true);
-      }
-      wgmma_commit();
+      wgmma_issue_m64n32<BT>(sr, kt, m0, vt);
       wgmma_wait<0>(sr);
       store_acc_t(st, K, m0, sr);
     } else if (c1 < end) {  // WG0: the next chunk's factors

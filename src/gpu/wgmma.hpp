@@ -92,6 +92,16 @@ __device__ __forceinline__ void wgmma_m64n32(float (&d)[16], uint64_t a, uint64_
 #endif
 }
 
+// d += A B over the contraction 0 .. C: A rows r0 .. r0 + 63 and B^T rows 0 .. 31 of core-layout
+// tiles with C columns, issued as one committed group (the caller waits for it).
+template <int C>
+__device__ __forceinline__ void wgmma_issue_m64n32(float (&d)[16], const uint16_t* a, int r0, const uint16_t* b) {
+  wgmma_fence();
+#pragma unroll
+  for (int k0 = 0; k0 < C; k0 += 16) wgmma_m64n32(d, wgmma_desc(a, C, r0, k0), wgmma_desc(b, C, 0, k0), true);
+  wgmma_commit();
+}
+
 // Waits until at most N of the warpgroup's committed groups are pending; d (an accumulator of
 // the awaited products) is not read or moved across the wait.
 template <int N>
