@@ -256,6 +256,16 @@ struct Bench {
       add("launch", "the same, clusters of 8 + barrier", time_calls(int(sets), [&](int i, void* s) {
             CU(launch_floor_call(LaunchFloorKind::kChainClusters, pdl, idx + i, src.ptr, dst.ptr, cudaStream_t(s)));
           }), double(2 * set_bytes + 4));
+    // A decode's memory at B = 1 without its arithmetic: sets of 2 MiB rotating over 512 MiB.
+    const int64_t tile_bytes = launch_floor_tile_set_bytes(), tile_sets = 256;
+    Workspace tiles{size_t(tile_sets * tile_bytes)};
+    CU(cudaMemset(tiles.ptr, 0, size_t(tile_sets * tile_bytes)));
+    add("launch", "index -> 2 MiB tiles in place", time_calls(int(tile_sets), [&](int i, void* s) {
+          CU(launch_floor_call(LaunchFloorKind::kTile, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
+        }), double(2 * tile_bytes + 4));
+    add("launch", "the same, warps of 8 columns", time_calls(int(tile_sets), [&](int i, void* s) {
+          CU(launch_floor_call(LaunchFloorKind::kTileColumnWarps, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
+        }), double(2 * tile_bytes + 4));
   }
 #endif
 

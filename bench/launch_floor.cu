@@ -8,6 +8,11 @@
 //   chain in clusters: the same in clusters of 8 blocks with a cluster barrier between the load
 //          and the store (what the cluster launch and one barrier add, as the fused decode step
 //          would use them).
+//   tile:  the memory of a decode at batch 1 (HV = 32, K = V = 128, fp32 state) without its
+//          arithmetic: 128 blocks of 128 threads, each block a 128 x 32 tile of a 2 MiB state set
+//          named by an index (a different set each call), read and written back in place, 8 rows
+//          x 16 bytes a thread. ROW_WARPS: a warp reads 4 rows x 128 bytes (the decode's layout);
+//          else 16 rows x 32 bytes (a warp owning 8 whole columns).
 // No op of libgdn can beat "chain" at small sizes; time / floor there says more against it than
 // against the bytes floor.
 #include <cuda_runtime.h>
@@ -38,6 +43,23 @@ __global__ void chain_kernel(const int32_t* index, const float4* in, float4* out
   out[i] = v;
 }
 
+template <bool ROW_WARPS>
+__global__ void tile_kernel(const int32_t* index, float4* state) {
+  wait_previous();
+  constexpr int kRows = 128, kCols4 = 128 / 4;  // a head's state row: 32 float4
+  const int tx = ROW_WARPS ? threadIdx.x % 8 : threadIdx.x / 16, ty = ROW_WARPS ? threadIdx.x / 8 : threadIdx.x % 16;
+  const int64_t head = blockIdx.x / 4, col4 = (blockIdx.x % 4) * 8 + tx;
+  float4* p = state + int64_t(index[0]) * kLaunchFloorTileBlocks / 4 * kRows * kCols4 + head * kRows * kCols4 + col4;
+  float4 v[kRows / 16];
+#pragma unroll
+  for (int r = 0; r < kRows / 16; ++r) v[r] = p[(ty + 16 * r) * kCols4];
+#pragma unroll
+  for (int r = 0; r < kRows / 16; ++r) {
+    v[r].x += 1.0f;
+    p[(ty + 16 * r) * kCols4] = v[r];
+  }
+}
+
 template <class... KArgs, class... Args>
 cudaError_t launch(bool pdl, unsigned cluster, void (*kernel)(KArgs...), unsigned grid, unsigned block, cudaStream_t s,
                    Args... args) {
@@ -61,6 +83,7 @@ cudaError_t launch(bool pdl, unsigned cluster, void (*kernel)(KArgs...), unsigne
 }  // namespace
 
 int64_t launch_floor_chain_bytes_per_call() { return int64_t(kLaunchFloorChainThreads) * 16; }
+int64_t launch_floor_tile_set_bytes() { return int64_t(kLaunchFloorTileBlocks) * 128 * 32 * 4; }
 
 cudaError_t launch_floor_call(LaunchFloorKind kind, bool pdl, const int32_t* index, const void* in, void* out,
                               cudaStream_t stream) {
@@ -70,6 +93,10 @@ cudaError_t launch_floor_call(LaunchFloorKind kind, bool pdl, const int32_t* ind
   switch (kind) {
     case LaunchFloorKind::kEmpty: return launch(pdl, 1, empty_kernel, 1, 32, stream);
     case LaunchFloorKind::kChain: return launch(pdl, 1, chain_kernel<false>, blocks, 128, stream, index, src, dst);
+    case LaunchFloorKind::kTile:
+      return launch(pdl, 1, tile_kernel<true>, kLaunchFloorTileBlocks, 128, stream, index, dst);
+    case LaunchFloorKind::kTileColumnWarps:
+      return launch(pdl, 1, tile_kernel<false>, kLaunchFloorTileBlocks, 128, stream, index, dst);
     default: return launch(pdl, 8, chain_kernel<true>, blocks, 128, stream, index, src, dst);
   }
 }

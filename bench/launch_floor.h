@@ -7,9 +7,14 @@
 // Threads of the chain kernel (128 blocks of 128), each moving 16 bytes in and 16 out.
 constexpr int kLaunchFloorChainThreads = 128 * 128;
 int64_t launch_floor_chain_bytes_per_call();
-enum class LaunchFloorKind { kEmpty, kChain, kChainClusters };
+// Blocks of the tile kernel (a decode's 32-column tiles at B = 1, HV = 32, K = V = 128) and the
+// bytes of one state set (2 MiB).
+constexpr int kLaunchFloorTileBlocks = 128;
+int64_t launch_floor_tile_set_bytes();
+enum class LaunchFloorKind { kEmpty, kChain, kChainClusters, kTile, kTileColumnWarps };
 // Enqueues one call: the empty kernel, or the chain kernel (alone or in clusters of 8 with a
 // cluster barrier) reading set index[0] of `in` (sets of launch_floor_chain_bytes_per_call() bytes)
-// into `out`; pdl: the programmatic-serialization attribute (meaningful on sm_90).
+// into `out`, or the tile kernel on set index[0] of `out` (sets of launch_floor_tile_set_bytes())
+// in place; pdl: the programmatic-serialization attribute (meaningful on sm_90).
 cudaError_t launch_floor_call(LaunchFloorKind kind, bool pdl, const int32_t* index, const void* in, void* out,
                               cudaStream_t stream);

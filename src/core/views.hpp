@@ -28,6 +28,25 @@ GDN_HD float load_float(const void* p, int32_t dt) {
     default: return 0.0f;
   }
 }
+// The same in two steps: load_bits only loads (the element's bits, zero-extended), bits_to_float
+// converts. A GPU kernel that issues several load_bits before converting any has them all in
+// flight at once; load_float converts inside its dtype switch, so each call waits for its load.
+GDN_HD uint32_t load_bits(const void* p, int32_t dt) {
+  const int n = dtype_bytes(dt);
+  if (n == 4) return *static_cast<const uint32_t*>(p);
+  if (n == 2) return *static_cast<const uint16_t*>(p);
+  return n == 1 ? *static_cast<const uint8_t*>(p) : 0u;
+}
+GDN_HD float bits_to_float(uint32_t x, int32_t dt) {
+  switch (dt) {
+    case GDN_DTYPE_F32: return bits_f32(x);
+    case GDN_DTYPE_F16: return f16_to_f32(uint16_t(x));
+    case GDN_DTYPE_BF16: return bf16_to_f32(uint16_t(x));
+    case GDN_DTYPE_F8_E4M3FN: return e4m3_to_f32<false>(uint8_t(x));
+    case GDN_DTYPE_F8_E4M3FNUZ: return e4m3_to_f32<true>(uint8_t(x));
+    default: return 0.0f;
+  }
+}
 GDN_HD void store_float(void* p, int32_t dt, float x) {
   switch (dt) {
     case GDN_DTYPE_F32: *static_cast<float*>(p) = x; break;
@@ -73,6 +92,7 @@ struct VecView {
   GDN_HD bool present() const { return p != nullptr; }
   GDN_HD char* at(int64_t i) const { return p + int64_t(dtype_bytes(dt)) * i * s; }
   GDN_HD float f(int64_t i) const { return load_float(at(i), dt); }
+  GDN_HD uint32_t bits(int64_t i) const { return load_bits(at(i), dt); }  // f(i) == bits_to_float(bits(i), dt)
   GDN_HD int64_t idx(int64_t i) const { return load_index(at(i), dt); }
 };
 

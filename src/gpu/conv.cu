@@ -19,19 +19,24 @@ __global__ void __launch_bounds__(kThreads) conv_update_kernel(ConvProblem p) {
   const int W = int(p.d.W);
   const int64_t c = int64_t(blockIdx.y) * kThreads + threadIdx.x, b = blockIdx.x;
   if (c >= C) return;
+  // What does not depend on the slot first, raw (converted after the window's loads are issued,
+  // so that nothing waits for it before): weights, bias, the first token's input.
+  const int64_t col = p.d.conv_column(c);
+  typename Elem<WT>::T w_raw[kMaxW];
+  load_weights_raw<WT>(p, c, W, w_raw);
+  const uint32_t bias_bits = p.bias.present() ? p.bias.bits(c) : 0u;
+  const typename Elem<ACT>::T x0_raw = load_raw<ACT>(p.x.at(b, 0, 0), col);
   const int64_t slot = p.slot_idx.idx(b);
   if (slot < 0 || slot >= p.state.num_slots) {
     for (int64_t t = 0; t < p.tokens_per_seq; ++t) Elem<ACT>::store(p.out.at(b, t, 0), c, 0.0f);
     return;
   }
   float w[kMaxW], win[kMaxW];
-  load_weights<WT>(p, c, W, w);
-#pragma unroll
-  for (int j = 0; j < kMaxW; ++j) win[j] = j < W - 1 ? Elem<ST>::load(p.state.at(slot, c, 0), j * p.state.s_w) : 0.0f;
-  const float bias = p.bias.present() ? p.bias.f(c) : 0.0f;
-  const int64_t col = p.d.conv_column(c);
+  load_window<ST>(p.state.at(slot, c, 0), p.state.s_w, W, win);
+  to_weights<WT>(w_raw, w);
+  const float bias = p.bias.present() ? bits_to_float(bias_bits, p.bias.dt) : 0.0f;
   for (int64_t t = 0; t < p.tokens_per_seq; ++t) {
-    const float x = Elem<ACT>::load(p.x.at(b, t, 0), col);
+    const float x = t == 0 ? raw_to_float<ACT>(x0_raw) : Elem<ACT>::load(p.x.at(b, t, 0), col);
     Elem<ACT>::store(p.out.at(b, t, 0), c, conv_act(p, conv_step(w, win, W, bias, x)));
   }
 #pragma unroll
@@ -132,38 +137,38 @@ __global__ void __launch_bounds__(kThreads) conv_update_vec_kernel(ConvProblem p
   const int64_t C = p.d.conv_dim(), b = blockIdx.x;
   const int64_t c0 = (int64_t(blockIdx.y) * kThreads + threadIdx.x) * kVec;
   if (c0 >= C) return;
+  // What does not depend on the slot first (weights, bias, the first token's input), then the
+  // slot and the window: all as raw 16-byte words, converted after the last is issued, so that no
+  // thread waits for one load before it issues the next.
+  const int64_t col = p.d.conv_column(c0);
+  Pack8 wk[4], bk, x0, sk[3];
+  const uint4* wp = reinterpret_cast<const uint4*>(p.weight.at(c0, 0));
+#pragma unroll
+  for (int q = 0; q < 4; ++q) wk[q].v = wp[q];
+  bk.v = p.bias.present() ? *reinterpret_cast<const uint4*>(p.bias.at(c0)) : make_uint4(0, 0, 0, 0);
+  x0.v = *reinterpret_cast<const uint4*>(p.x.at(b, 0, col));
   const int64_t slot = p.slot_idx.idx(b);
   const bool ok = slot >= 0 && slot < p.state.num_slots;
+  const uint4* window = reinterpret_cast<const uint4*>(p.state.at(ok ? slot : 0, c0, 0));
+#pragma unroll
+  for (int q = 0; q < 3; ++q) sk[q].v = ok ? window[q] : make_uint4(0, 0, 0, 0);
   float w[kVec][4], win[kVec][3], bias[kVec];
-  if (ok) {
-    const uint4* wp = reinterpret_cast<const uint4*>(p.weight.at(c0, 0));
-    const uint4* sp = reinterpret_cast<const uint4*>(p.state.at(slot, c0, 0));
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      Pack8 pk;
-      pk.v = wp[q];
+  for (int q = 0; q < 4; ++q)
 #pragma unroll
-      for (int e = 0; e < 8; ++e) w[(q * 8 + e) / 4][(q * 8 + e) % 4] = Elem<ACT>::load(pk.h, e);
-    }
+    for (int e = 0; e < 8; ++e) w[(q * 8 + e) / 4][(q * 8 + e) % 4] = Elem<ACT>::load(wk[q].h, e);
 #pragma unroll
-    for (int q = 0; q < 3; ++q) {
-      Pack8 pk;
-      pk.v = sp[q];
+  for (int q = 0; q < 3; ++q)
 #pragma unroll
-      for (int e = 0; e < 8; ++e) win[(q * 8 + e) / 3][(q * 8 + e) % 3] = Elem<ACT>::load(pk.h, e);
-    }
-    Pack8 bk;
-    bk.v = p.bias.present() ? *reinterpret_cast<const uint4*>(p.bias.at(c0)) : make_uint4(0, 0, 0, 0);
+    for (int e = 0; e < 8; ++e) win[(q * 8 + e) / 3][(q * 8 + e) % 3] = Elem<ACT>::load(sk[q].h, e);
 #pragma unroll
-    for (int e = 0; e < kVec; ++e) bias[e] = Elem<ACT>::load(bk.h, e);
-  }
-  const int64_t col = p.d.conv_column(c0);
+  for (int e = 0; e < kVec; ++e) bias[e] = Elem<ACT>::load(bk.h, e);
   for (int64_t t = 0; t < p.tokens_per_seq; ++t) {
     Pack8 out;
     out.v = make_uint4(0, 0, 0, 0);
     if (ok) {
-      Pack8 x;
-      x.v = *reinterpret_cast<const uint4*>(p.x.at(b, t, col));
+      Pack8 x = x0;
+      if (t > 0) x.v = *reinterpret_cast<const uint4*>(p.x.at(b, t, col));
 #pragma unroll
       for (int e = 0; e < kVec; ++e) {
         const float xv = Elem<ACT>::load(x.h, e);

@@ -30,10 +30,33 @@ __device__ __forceinline__ float conv_step(const float (&w)[kMaxW], float (&win)
   return acc;
 }
 
+// Channel c's weights as stored (load_raw: nothing waits for them until to_weights converts).
+template <int32_t DT>
+__device__ __forceinline__ void load_weights_raw(const ConvProblem& p, int64_t c, int W,
+                                                 typename Elem<DT>::T (&raw)[kMaxW]) {
+#pragma unroll
+  for (int j = 0; j < kMaxW; ++j) raw[j] = j < W ? load_raw<DT>(p.weight.at(c, 0), j * p.weight.s_col) : 0;
+}
+template <int32_t DT>
+__device__ __forceinline__ void to_weights(const typename Elem<DT>::T (&raw)[kMaxW], float (&w)[kMaxW]) {
+#pragma unroll
+  for (int j = 0; j < kMaxW; ++j) w[j] = raw_to_float<DT>(raw[j]);
+}
+// The W - 1 inputs of a conv state window (zero past them): every load issued before any is
+// converted (a conversion next to its conditional load would wait for each in turn).
+template <int32_t DT>
+__device__ __forceinline__ void load_window(const char* row, int64_t stride, int W, float (&win)[kMaxW]) {
+  typename Elem<DT>::T raw[kMaxW];
+#pragma unroll
+  for (int j = 0; j < kMaxW; ++j) raw[j] = j < W - 1 ? load_raw<DT>(row, j * stride) : 0;
+#pragma unroll
+  for (int j = 0; j < kMaxW; ++j) win[j] = raw_to_float<DT>(raw[j]);
+}
 template <int32_t DT>
 __device__ __forceinline__ void load_weights(const ConvProblem& p, int64_t c, int W, float (&w)[kMaxW]) {
-#pragma unroll
-  for (int j = 0; j < kMaxW; ++j) w[j] = j < W ? Elem<DT>::load(p.weight.at(c, 0), j * p.weight.s_col) : 0.0f;
+  typename Elem<DT>::T raw[kMaxW];
+  load_weights_raw<DT>(p, c, W, raw);
+  to_weights<DT>(raw, w);
 }
 
 }  // namespace gdn::gpu

@@ -123,15 +123,20 @@ __global__ void __launch_bounds__(32 / 4 * kRG, 8) decode_token_kernel(GdnProble
   // so that they are on their way while the conv kernel in front still runs.
   if constexpr (READY) load_state();
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
-  // Slot-independent loads first: q, k (threads < K), v (threads < BV), gate inputs (thread 0).
+  // Slot-independent loads first: q, k (threads < K), v (threads < BV), gate inputs (thread 0),
+  // all raw, converted only once the slot and state loads are issued: a conversion in the
+  // conditional code of its load made the thread wait for each (H100, B = 1: q / k, then the
+  // gate inputs one by one, before the slot index was even requested).
+  using A = typename Elem<ACT>::T;
   const bool has_qk = int(threadIdx.x) < K;
-  const float qi = has_qk ? Elem<ACT>::load(p.q.at(b, 0, hk), threadIdx.x) : 0.0f;
-  const float ki = has_qk ? Elem<ACT>::load(p.k.at(b, 0, hk), threadIdx.x) : 0.0f;
-  const float vj = threadIdx.x < BV ? Elem<ACT>::load(p.v.at(b, 0, h), tile * BV + threadIdx.x) : 0.0f;
+  A q_raw{}, k_raw{}, v_raw{};
+  if (has_qk) q_raw = load_raw<ACT>(p.q.at(b, 0, hk), threadIdx.x), k_raw = load_raw<ACT>(p.k.at(b, 0, hk), threadIdx.x);
+  if (threadIdx.x < BV) v_raw = load_raw<ACT>(p.v.at(b, 0, h), tile * BV + threadIdx.x);
   GateInputs gi;
   if (threadIdx.x == 0) gi.load(p, b, 0, h);
   if constexpr (!READY) load_state();
 
+  const float qi = raw_to_float<ACT>(q_raw), ki = raw_to_float<ACT>(k_raw), vj = raw_to_float<ACT>(v_raw);
   if (has_qk) sm.q[threadIdx.x] = qi, sm.k[threadIdx.x] = ki;
   float qq = qi * qi, kk = ki * ki;
   if (threadIdx.x == 0) {

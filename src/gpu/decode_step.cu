@@ -75,32 +75,39 @@ __global__ void __launch_bounds__(kHThreads, 2) decode_step_head_kernel(ConvProb
     const int j = t - kV;
     c = (j < nq ? 0 : int64_t(HK) * K) + int64_t(hk) * K + g * nq + (j < nq ? j : j - nq);
   }
-  float w[kMaxW], win[kMaxW], bias = 0.0f, x = 0.0f;
+  // All raw (load_raw / load_bits), converted once the slot's loads are issued: a conversion in
+  // the conditional code of its load would make the thread wait for it there.
+  using A = typename Elem<ACT>::T;
+  A w_raw[kMaxW], bias_raw = 0, x_raw = 0, z_raw = 0;
+  uint32_t nw_bits = 0;
   if (c >= 0) {
-    load_weights<ACT>(pc, c, W, w);
-    if (pc.bias.present()) bias = Elem<ACT>::load(pc.bias.at(c), 0);
-    x = Elem<ACT>::load(pc.x.at(b, 0, 0), pc.d.conv_column(c));
+    load_weights_raw<ACT>(pc, c, W, w_raw);
+    if (pc.bias.present()) bias_raw = load_raw<ACT>(pc.bias.at(c), 0);
+    x_raw = load_raw<ACT>(pc.x.at(b, 0, 0), pc.d.conv_column(c));
+  } else {
+#pragma unroll
+    for (int j = 0; j < kMaxW; ++j) w_raw[j] = 0;
   }
   GateInputs gi;
   if (t == 0) gi.load(pd, b, 0, h);
-  float zj = 0.0f, nwj = 0.0f;
-  if (t < kV) zj = Elem<ACT>::load(pn.z.at(b, 0, h), t), nwj = pn.weight.f(t);
+  if (t < kV) z_raw = load_raw<ACT>(pn.z.at(b, 0, h), t), nw_bits = pn.weight.bits(t);
 
   // The slot, then the window and the state tile.
   const int64_t raw = load_index(pd.slot_idx.at(b, 0), pd.slot_idx.dt);
-  if (t < kV) z_s[t] = zj, nw_s[t] = nwj;
+  float w[kMaxW], win[kMaxW];
+  to_weights<ACT>(w_raw, w);
+  const float bias = raw_to_float<ACT>(bias_raw), x = raw_to_float<ACT>(x_raw);
   const bool conv_ok = raw >= 0 && raw < pc.state.num_slots;
   const int64_t slot = raw >= 0 && raw < pd.state.num_slots ? raw : -1;
   const bool convolve = c >= 0 && conv_ok;
-#pragma unroll
-  for (int j = 0; j < kMaxW; ++j)
-    win[j] = convolve && j < W - 1 ? Elem<ACT>::load(pc.state.at(raw, c, 0), j * pc.state.s_w) : 0.0f;
+  load_window<ACT>(convolve ? pc.state.at(raw, c, 0) : nullptr, pc.state.s_w, convolve ? W : 1, win);
   float s[ROWS][4];
   const int j0 = tx * 4;
 
   // This block's conv channels, rounded to the activation dtype as the separate conv writes them.
   const float y = convolve ? round_to<ACT>(conv_act(pc, conv_step(w, win, W, bias, x))) : 0.0f;
   if (t >= kV && t < kV + 2 * nq) qk_own[t - kV] = y;
+  if (t < kV) z_s[t] = raw_to_float<ACT>(z_raw), nw_s[t] = bits_to_float(nw_bits, pn.weight.dt);
   if (t == 0) {
     sm.gate[0] = gi.decay(pd);
     sm.gate[1] = gi.beta(pd);

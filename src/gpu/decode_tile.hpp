@@ -127,21 +127,26 @@ struct ItemDiv {
 };
 
 // A token's gate inputs for value head h -- a, b, A_log, dt_bias (raw gate) or g, beta -- loaded
-// early (their latency overlapping other loads) and turned into the decay exp(g) and beta later.
+// early as raw bits (load_bits: all four in flight at once, nothing waits for them here) and
+// turned into the decay exp(g) and beta later, when their latency has passed.
 struct GateInputs {
-  float a = 0.0f, b = 0.0f, A_log = 0.0f, dt_bias = 0.0f;  // without a raw gate: a = g, b = beta
+  uint32_t a = 0, b = 0, A_log = 0, dt_bias = 0;  // bits; without a raw gate: a = g, b = beta
   __device__ __forceinline__ void load(const GdnProblem& p, int64_t i0, int64_t i1, int64_t h) {
     if (p.raw_gate) {
-      a = load_float(p.a.at(i0, i1, h), p.a.dt), b = load_float(p.b.at(i0, i1, h), p.b.dt);
-      A_log = p.A_log.f(h), dt_bias = p.dt_bias.f(h);
+      a = load_bits(p.a.at(i0, i1, h), p.a.dt), b = load_bits(p.b.at(i0, i1, h), p.b.dt);
+      A_log = p.A_log.bits(h), dt_bias = p.dt_bias.bits(h);
     } else {
-      a = load_float(p.g.at(i0, i1, h), p.g.dt), b = load_float(p.beta.at(i0, i1, h), p.beta.dt);
+      a = load_bits(p.g.at(i0, i1, h), p.g.dt), b = load_bits(p.beta.at(i0, i1, h), p.beta.dt);
     }
   }
   __device__ __forceinline__ float decay(const GdnProblem& p) const {
-    return expf(p.raw_gate ? gate_g(a, A_log, dt_bias) : a);
+    return expf(p.raw_gate ? gate_g(bits_to_float(a, p.a.dt), bits_to_float(A_log, p.A_log.dt),
+                                    bits_to_float(dt_bias, p.dt_bias.dt))
+                           : bits_to_float(a, p.g.dt));
   }
-  __device__ __forceinline__ float beta(const GdnProblem& p) const { return p.raw_gate ? sigmoid(b) : b; }
+  __device__ __forceinline__ float beta(const GdnProblem& p) const {
+    return p.raw_gate ? sigmoid(bits_to_float(b, p.b.dt)) : bits_to_float(b, p.beta.dt);
+  }
 };
 
 // A token's q and k scales from this thread's partial sums of squares of q and k: p.scale / |q|

@@ -75,6 +75,21 @@ struct Elem<GDN_DTYPE_F8_E4M3FNUZ> {
   static GDN_HD uint32_t encode4(const float (&v)[4]) { return encode4_each<Elem>(v); }
 };
 
+// Element i of a row as stored (no conversion) and its value: a kernel that loads raw values and
+// converts them later has the loads in flight meanwhile, where a conversion next to a conditional
+// load makes the thread wait for it there.
+template <int32_t DT>
+GDN_HD typename Elem<DT>::T load_raw(const void* p, int64_t i) {
+  return static_cast<const typename Elem<DT>::T*>(p)[i];
+}
+template <int32_t DT>
+GDN_HD float raw_to_float(typename Elem<DT>::T x) {
+  if constexpr (DT == GDN_DTYPE_F32)
+    return x;
+  else
+    return bits_to_float(uint32_t(x), DT);
+}
+
 // Four consecutive elements [j, j+4) of a row through one vector access (16 bytes for f32, 8 for
 // 2-byte types, 4 for fp8); the caller guarantees alignment (row start and j multiples of 4
 // elements, base aligned to 4 elements).
