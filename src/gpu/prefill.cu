@@ -523,14 +523,40 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
   }
 }
 
-// Both state kernels: outputs of a sequence without a state slot (PAD / out of range) are zero.
-template <int32_t ACT>
-__device__ void zero_tile_outputs(const GdnProblem& p, int64_t start, int64_t end, int64_t h, int64_t v0) {
-  for (int64_t e = threadIdx.x; e < (end - start) * kBV; e += blockDim.x) {
-    const int64_t t = start + e / kBV, j = v0 + e % kBV;
-    if (j < p.d.V) Elem<ACT>::store(p.out.at(t, 0, h), j, 0.0f);
+// Where every state kernel's block starts (state_kernel, state_mma_kernel, state_wgmma_kernel):
+// from blockIdx.x = (n * HV + h) * tiles + tile, its sequence n, value head h, key head hk and
+// first column v0 (tiles of kBV columns), the sequence's token range [start, end), its state
+// slot (without has_slot -- PAD or out of range -- the block writes zero outputs by `none` and
+// stops), whether that slot holds an initial state, and its head's workspace rows at token 0
+// (token strides: mats_stride floats for mats, HV for gcs, 2 HK for norms).
+struct TileJob {
+  int64_t n, h, hk, v0, start, end, slot;
+  bool initial;
+  const float *mats, *gcs, *norms;
+  int64_t mats_stride;
+  __device__ __forceinline__ TileJob(const GdnProblem& p, const Work& w, int64_t tiles) {
+    const int64_t HV = p.d.HV, tile = blockIdx.x % tiles;
+    h = (blockIdx.x / tiles) % HV, n = blockIdx.x / (tiles * HV);
+    hk = h / (HV / p.d.HK), v0 = tile * kBV;
+    seq_range(p, n, start, end);
+    slot = load_index(p.slot_idx.at(n, 0), p.slot_idx.dt);
+    initial = !p.has_initial.present() || p.has_initial.idx(n) != 0;
+    mats = w.mats + h * 2 * kMaxBT, mats_stride = HV * 2 * kMaxBT;
+    gcs = w.gc + h, norms = w.norms + hk * 2;
   }
-}
+  __device__ __forceinline__ bool has_slot(const GdnProblem& p) const {
+    return slot >= 0 && slot < p.state.num_slots;
+  }
+  // No state slot: zero outputs (the caller returns).
+  template <int32_t ACT>
+  __device__ void none(const GdnProblem& p) const {
+    for (int64_t e = threadIdx.x; e < (end - start) * kBV; e += blockDim.x) {
+      const int64_t t = start + e / kBV, j = v0 + e % kBV;
+      if (j < p.d.V) Elem<ACT>::store(p.out.at(t, 0, h), j, 0.0f);
+    }
+  }
+};
+
 // Both state kernels: the chunk's Tb and Pm rows (workspace rows of one value head, token
 // stride `stride` floats) into Tb_s / Pm_s (row stride BT + 4) by background copies, zero past
 // L; the caller commits and waits.
@@ -573,7 +599,7 @@ template <int32_t ACT, int32_t ST, int BT, bool VEC>
 __global__ void __launch_bounds__(8 * BT) state_kernel(GdnProblem p, Work w, int64_t tiles) {
   constexpr int NT = 8 * BT;
   GDN_DYNAMIC_SMEM(float, smem);
-  const int64_t K = p.d.K, KP = row_stride(K), V = p.d.V, HV = p.d.HV, HK = p.d.HK;
+  const int64_t K = p.d.K, KP = row_stride(K), V = p.d.V, HV = p.d.HV;
   constexpr int MP = BT + 4;  // Tb / Pm row stride (float4 steps)
   float* q_s = smem;                // [BT][KP]
   float* k_s = q_s + BT * KP;       // [BT][KP]
@@ -585,14 +611,11 @@ __global__ void __launch_bounds__(8 * BT) state_kernel(GdnProblem p, Work w, int
   float* eg_s = Vn_s + BT * kBV;    // [BT]  exp(gc_i)
   float* ed_s = eg_s + BT;          // [BT]  exp(gc_last - gc_i)
 
-  const int64_t tile = blockIdx.x % tiles, h = (blockIdx.x / tiles) % HV, n = blockIdx.x / (tiles * HV);
-  const int64_t hk = h / (HV / HK), v0 = tile * kBV;
+  const TileJob job(p, w, tiles);
+  if (!job.has_slot(p)) return job.none<ACT>(p);
+  const int64_t h = job.h, hk = job.hk, v0 = job.v0, start = job.start, end = job.end, slot = job.slot;
+  const bool initial = job.initial;
   const int tid = threadIdx.x;
-  int64_t start, end;
-  seq_range(p, n, start, end);
-  const int64_t slot = load_index(p.slot_idx.at(n, 0), p.slot_idx.dt);
-  if (slot < 0 || slot >= p.state.num_slots) return zero_tile_outputs<ACT>(p, start, end, h, v0);
-  const bool initial = !p.has_initial.present() || p.has_initial.idx(n) != 0;
   for (int64_t e = tid; e < KP * kBV; e += NT) {
     const int64_t i = e / kBV, j = v0 + e % kBV;
     S_s[e] = (initial && i < K && j < V) ? Elem<ST>::load(p.state.at(slot, h, i), j) : 0.0f;
@@ -780,20 +803,15 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
   Raw* qr_s = reinterpret_cast<Raw*>(kf_s + BT);              // !RAW: [BT][K]  next chunk's raw q
   Raw* kr_s = qr_s + BT * K;                                  // !RAW: [BT][K]  raw k
 
-  const int64_t tile = blockIdx.x % tiles, h = (blockIdx.x / tiles) % HV, n = blockIdx.x / (tiles * HV);
-  const int64_t hk = h / (HV / HK), v0 = tile * kBV;
+  const TileJob job(p, w, tiles);
+  if (!job.has_slot(p)) return job.none<ACT>(p);
+  const int64_t h = job.h, hk = job.hk, v0 = job.v0, start = job.start, end = job.end, slot = job.slot;
+  const bool initial = job.initial;
+  const float *mats = job.mats, *gcs = job.gcs, *norms = job.norms;
+  const int64_t mats_stride = job.mats_stride;
   const int tid = threadIdx.x, warp = tid / 32, g = (tid % 32) / 4, t = tid % 4;
-  int64_t start, end;
-  seq_range(p, n, start, end);
-  const int64_t slot = load_index(p.slot_idx.at(n, 0), p.slot_idx.dt);
-  if (slot < 0 || slot >= p.state.num_slots) return zero_tile_outputs<ACT>(p, start, end, h, v0);
-  const bool initial = !p.has_initial.present() || p.has_initial.idx(n) != 0;
   // Row bases (token 0) and token strides, so that the chunk loop does no view arithmetic.
   const TokenRows q_rows(p.q, hk), k_rows(p.k, hk), v_rows(p.v, h), out_rows(p.out, h);
-  const float* mats = w.mats + h * 2 * kMaxBT;  // token stride HV * 2 * kMaxBT
-  const int64_t mats_stride = HV * 2 * kMaxBT;
-  const float* gcs = w.gc + h;                  // token stride HV
-  const float* norms = w.norms + hk * 2;        // token stride 2 HK
 
   // The warp's state entries: (row m_of(u, r), column c_of(c)) for tiles u = 0, 1, r = 0, 1, c = 0, 1.
   const int nt = warp % 4, mt0 = 2 * (warp / 4);

@@ -1,7 +1,7 @@
 // Prefill step 3 on Hopper warpgroup products (sm_90a wgmma; bf16 activations, K = 128, BT = 64):
 // the state kernel with every product one asynchronous m64n32k16 chain on operands in shared
 // memory (wgmma.hpp), no fragment loads. Part of prefill.cu (included inside its anonymous
-// namespace: Work, TokenRows, chunk_len, zero_tile_outputs, kBV, kMaxBT).
+// namespace: Work, TokenRows, TileJob, chunk_len, kBV, kMaxBT).
 //
 // One block per (sequence, value head, 32-column tile of S), four warpgroups with fixed roles:
 //   WG0  K S (A = the raw k rows, B = S^T) -> R = V - exp(gc) kf K S -> R^T;
@@ -67,21 +67,16 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   enum { kRf = 0, kOf = BT, kUf = 2 * BT, kEg = 3 * BT };
 
   const int64_t HV = p.d.HV, HK = p.d.HK;
-  const int64_t tile = blockIdx.x % tiles, h = (blockIdx.x / tiles) % HV, n = blockIdx.x / (tiles * HV);
-  const int64_t hk = h / (HV / HK), v0 = tile * NB;
+  const TileJob job(p, w, tiles);  // NB == kBV columns a block
+  if (!job.has_slot(p)) return job.none<ACT>(p);
+  const int64_t h = job.h, hk = job.hk, v0 = job.v0, start = job.start, end = job.end, slot = job.slot;
+  const bool initial = job.initial;
+  const float *mats = job.mats, *gcs = job.gcs, *norms = job.norms;
+  const int64_t mats_stride = job.mats_stride;
   const int tid = threadIdx.x, wg = tid / 128, w4 = (tid / 32) % 4, g = (tid % 32) / 4, q4 = tid % 4;
   auto row_of = [&](int i) { return 16 * w4 + g + 8 * ((i / 2) % 2); };  // accumulator entry i
   auto col_of = [&](int i) { return 8 * (i / 4) + 2 * q4 + i % 2; };
-  int64_t start, end;
-  seq_range(p, n, start, end);
-  const int64_t slot = load_index(p.slot_idx.at(n, 0), p.slot_idx.dt);
-  if (slot < 0 || slot >= p.state.num_slots) return zero_tile_outputs<ACT>(p, start, end, h, v0);
-  const bool initial = !p.has_initial.present() || p.has_initial.idx(n) != 0;
   const TokenRows q_rows(p.q, hk), k_rows(p.k, hk), v_rows(p.v, h), out_rows(p.out, h);
-  const float* mats = w.mats + h * 2 * kMaxBT;  // token stride HV * 2 * kMaxBT
-  const int64_t mats_stride = HV * 2 * kMaxBT;
-  const float* gcs = w.gc + h;            // token stride HV
-  const float* norms = w.norms + hk * 2;  // token stride 2 HK
 
   // The next chunk's inputs, into buffer b. q and k (32 KB) go through the registers of WG2 and
   // WG3: loaded while K S runs, stored while WG0 runs Tb R; each warp step moves 8 rows x 64
