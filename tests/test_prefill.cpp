@@ -290,4 +290,32 @@ TEST(PrefillFlags, AbsentHasInitialMeansContinue) {
   EXPECT_TRUE(close(c.state.values(), pool, 2e-4, 2e-4, "state"));
 }
 
+// Gates far from the random ones: chunks that decay by e^0.6, by e^189 (in-chunk decays
+// exp(gc_i - gc_j) down to underflow) and by e^80, and a gate that rises (g > 0 every other
+// token, so gc_i - gc_j > 0 for some j < i): every head against the oracle, both precisions.
+// (It caught a chunk kernel that took those decays as products of per-row factors unguarded.)
+TEST(PrefillDecay, WeakStrongEdgeAndRisingGates) {
+  for (int32_t precision : {GDN_PRECISION_FP32, GDN_PRECISION_BF16}) {
+    Ctx ctx;
+    gdn_layer_config cfg = small_config(2, 4, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32);
+    cfg.prefill_precision = precision;
+    Layer layer(ctx.ctx, cfg);
+    const int64_t T = 200;
+    GdnCase c(cfg, {T}, 2, 777, false);
+    const double per_token[4] = {-0.01, -3.0, -80.0 / 63, 0.0};  // range over a chunk: 0.6, 189, 80, mixed
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < c.HV; ++h) c.g.set(t * c.HV + h, h < 3 ? per_token[h] : (t % 2 ? 0.4 : -0.5));
+    std::vector<double> pool = c.state.values(), want(size_t(c.out.numel()), 0.0);
+    for (int64_t h = 0; h < c.HV; ++h) {
+      std::vector<double> S = c.head_state(pool, 1, h);
+      c.run(S, 0, T, h, want);
+      c.put_head_state(pool, 1, h, S);
+    }
+    ASSERT_EQ(prefill_one(layer.layer, c, T, 1), GDN_SUCCESS) << gdn_last_error_message();
+    const double tol = precision == GDN_PRECISION_BF16 ? 2e-2 : tol_for(GDN_DTYPE_BF16);
+    EXPECT_TRUE(close(c.out.values(), want, tol, tol, "out")) << "precision " << precision;
+    EXPECT_TRUE(close(c.state.values(), pool, 1e-2, 1e-2, "state")) << "precision " << precision;
+  }
+}
+
 }  // namespace
