@@ -217,4 +217,29 @@ TEST(NormFp8, ZeroGroupGivesTinyScaleAndZeros) {
   for (double q : out.values()) EXPECT_EQ(q, 0.0);
 }
 
+// The weight may come in the activation dtype too: a bf16 (and f16) weight gives the same bytes as
+// an f32 weight holding the same values (each row's weights are loaded with one dtype dispatch).
+TEST(NormFp8, ActivationDtypeWeightEqualsF32Weight) {
+  Ctx ctx;
+  for (gdn_dtype act : {GDN_DTYPE_BF16, GDN_DTYPE_F16}) {
+    gdn_layer_config cfg = small_config(1, 4, 16, 128, act);
+    Layer layer(ctx.ctx, cfg);
+    const int64_t T = 3;
+    Buf x(act, {T, 4, 128}), z(act, {T, 4, 128}), w32(GDN_DTYPE_F32, {128}), wact(act, {128});
+    std::mt19937_64 rng(11);
+    x.fill_uniform(rng, -2, 2);
+    z.fill_uniform(rng, -2, 2);
+    wact.fill_uniform(rng, 0.5, 1.5);
+    for (int64_t j = 0; j < 128; ++j) w32.set(j, wact.get(j));
+    std::vector<double> got[2], sc[2];
+    for (int k = 0; k < 2; ++k) {
+      Buf out(GDN_DTYPE_F8_E4M3FN, {T, 4, 128}), scales(GDN_DTYPE_F32, {T, 4});
+      out.poison();
+      ASSERT_EQ(run_fp8(layer.layer, x, z, k ? wact : w32, out, scales), GDN_SUCCESS) << gdn_last_error_message();
+      got[k] = out.values(), sc[k] = scales.values();
+    }
+    EXPECT_TRUE(got[0] == got[1] && sc[0] == sc[1]) << gdn_dtype_name(act) << " weight differs from f32";
+  }
+}
+
 }  // namespace

@@ -92,9 +92,7 @@ __global__ void __launch_bounds__(kThreads) norm_rows_kernel(NormProblem p, uint
   const uint32_t HV = uint32_t(p.d.HV);
   float w[SPANS][kPer];
 #pragma unroll
-  for (int s = 0; s < SPANS; ++s)
-#pragma unroll
-    for (int c = 0; c < kPer; ++c) w[s][c] = p.weight.f(s * 128 + lane * kPer + c);
+  for (int s = 0; s < SPANS; ++s) p.weight.load_n(s * 128 + lane * kPer, w[s]);
   const float fmax = FP8 ? fp8_max(OUT) : 0.0f;
   // Rows are visited in the same order by both halves of a subgroup, so the loop trip count is
   // uniform over the subgroup (shuffles need all 32 lanes); a half past the end computes on zeros.
