@@ -130,7 +130,10 @@ __global__ void __launch_bounds__(32 / 4 * kRG, 8) decode_token_kernel(GdnProble
   using A = typename Elem<ACT>::T;
   const bool has_qk = int(threadIdx.x) < K;
   A q_raw{}, k_raw{}, v_raw{};
-  if (has_qk) q_raw = load_raw<ACT>(p.q.at(b, 0, hk), threadIdx.x), k_raw = load_raw<ACT>(p.k.at(b, 0, hk), threadIdx.x);
+  if (has_qk) {
+    q_raw = load_raw<ACT>(p.q.at(b, 0, hk), threadIdx.x);
+    k_raw = load_raw<ACT>(p.k.at(b, 0, hk), threadIdx.x);
+  }
   if (threadIdx.x < BV) v_raw = load_raw<ACT>(p.v.at(b, 0, h), tile * BV + threadIdx.x);
   GateInputs gi;
   if (threadIdx.x == 0) gi.load(p, b, 0, h);
