@@ -77,6 +77,16 @@ struct GdnCase {
   void put_head_state(std::vector<double>& pool, int64_t slot, int64_t h, const std::vector<double>& S) const {
     std::copy(S.begin(), S.end(), pool.begin() + (slot * HV + h) * K * V);
   }
+  // Flat tokens [t0, t1) of one sequence on every head: each head's state from slot `read` of
+  // pool0 (zero without `initial`), run, and put into slot `write` of pool (may be pool0).
+  void run_sequence(const std::vector<double>& pool0, int64_t read, bool initial, int64_t t0, int64_t t1,
+                    std::vector<double>& pool, int64_t write, std::vector<double>& o) const {
+    for (int64_t h = 0; h < HV; ++h) {
+      std::vector<double> S = initial ? head_state(pool0, read, h) : std::vector<double>(size_t(K * V), 0.0);
+      run(S, t0, t1, h, o);
+      put_head_state(pool, write, h, S);
+    }
+  }
   // Runs flat tokens [t0, t1) of head h from S; writes outputs into o (flat [T, HV, V]).
   void run(std::vector<double>& S, int64_t t0, int64_t t1, int64_t h, std::vector<double>& o) const {
     const int64_t hk = h / (HV / HK);

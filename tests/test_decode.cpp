@@ -48,11 +48,7 @@ TEST_P(Decode, MatchesOracle) {
   for (int64_t b = 0; b < B; ++b) {
     const int64_t slot = int64_t(slot_idx.get(b));
     if (slot < 0 || slot >= slots) continue;
-    for (int64_t h = 0; h < c.HV; ++h) {
-      std::vector<double> S = c.head_state(pool0, slot, h);
-      c.run(S, b * Tn, b * Tn + Tn, h, want);
-      c.put_head_state(pool, slot, h, S);
-    }
+    c.run_sequence(pool0, slot, true, b * Tn, b * Tn + Tn, pool, slot, want);
   }
 
   auto args = make_args<gdn_decode_args>();

@@ -76,11 +76,7 @@ TEST_P(Prefill, MatchesOracle) {
   for (int64_t n = 0; n < N; ++n) {
     const int64_t slot = int64_t(slot_idx.get(n));
     if (slot < 0) continue;
-    for (int64_t h = 0; h < c.HV; ++h) {
-      std::vector<double> S = has_init.get(n) != 0 ? c.head_state(pool0, slot, h) : std::vector<double>(size_t(c.K * c.V), 0.0);
-      c.run(S, int64_t(cu.get(n)), int64_t(cu.get(n + 1)), h, want);
-      c.put_head_state(pool, slot, h, S);
-    }
+    c.run_sequence(pool0, slot, has_init.get(n) != 0, int64_t(cu.get(n)), int64_t(cu.get(n + 1)), pool, slot, want);
   }
   auto args = make_args<gdn_prefill_args>();
   c.fill_args(args);
@@ -274,11 +270,7 @@ TEST(PrefillFlags, AbsentHasInitialMeansContinue) {
   Buf cu(GDN_DTYPE_I64, {2}), slot(GDN_DTYPE_I32, {1});
   cu.set(1, 10);
   std::vector<double> pool = c.state.values(), want(size_t(c.out.numel()));
-  for (int64_t h = 0; h < 2; ++h) {
-    auto S = c.head_state(pool, 0, h);
-    c.run(S, 0, 10, h, want);
-    c.put_head_state(pool, 0, h, S);
-  }
+  c.run_sequence(pool, 0, true, 0, 10, pool, 0, want);
   auto a = make_args<gdn_prefill_args>();
   c.fill_args(a);
   a.cu_seqlens = cu.view();
@@ -306,11 +298,7 @@ TEST(PrefillDecay, WeakStrongEdgeAndRisingGates) {
     for (int64_t t = 0; t < T; ++t)
       for (int64_t h = 0; h < c.HV; ++h) c.g.set(t * c.HV + h, h < 3 ? per_token[h] : (t % 2 ? 0.4 : -0.5));
     std::vector<double> pool = c.state.values(), want(size_t(c.out.numel()), 0.0);
-    for (int64_t h = 0; h < c.HV; ++h) {
-      std::vector<double> S = c.head_state(pool, 1, h);
-      c.run(S, 0, T, h, want);
-      c.put_head_state(pool, 1, h, S);
-    }
+    c.run_sequence(pool, 1, true, 0, T, pool, 1, want);
     ASSERT_EQ(prefill_one(layer.layer, c, T, 1), GDN_SUCCESS) << gdn_last_error_message();
     const double tol = precision == GDN_PRECISION_BF16 ? 2e-2 : tol_for(GDN_DTYPE_BF16);
     EXPECT_TRUE(close(c.out.values(), want, tol, tol, "out")) << "precision " << precision;

@@ -17,20 +17,10 @@ GDN_HD int dtype_bytes(int32_t dt) {
   return dt >= 0 && dt <= 8 ? int((0x184112240ull >> (4 * dt)) & 15u) : 0;
 }
 
-// Loads/stores one float-ish element of a runtime dtype (F32, F16, BF16, FP8).
-GDN_HD float load_float(const void* p, int32_t dt) {
-  switch (dt) {
-    case GDN_DTYPE_F32: return *static_cast<const float*>(p);
-    case GDN_DTYPE_F16: return f16_to_f32(*static_cast<const uint16_t*>(p));
-    case GDN_DTYPE_BF16: return bf16_to_f32(*static_cast<const uint16_t*>(p));
-    case GDN_DTYPE_F8_E4M3FN: return e4m3_to_f32<false>(*static_cast<const uint8_t*>(p));
-    case GDN_DTYPE_F8_E4M3FNUZ: return e4m3_to_f32<true>(*static_cast<const uint8_t*>(p));
-    default: return 0.0f;
-  }
-}
-// The same in two steps: load_bits only loads (the element's bits, zero-extended), bits_to_float
-// converts. A GPU kernel that issues several load_bits before converting any has them all in
-// flight at once; load_float converts inside its dtype switch, so each call waits for its load.
+// One float-ish element of a runtime dtype (F32, F16, BF16, FP8) in two steps: load_bits only
+// loads (the element's bits, zero-extended), bits_to_float converts. A GPU kernel that issues
+// several load_bits before converting any has them all in flight at once; load_float, both at
+// once, makes each call wait for its load.
 GDN_HD uint32_t load_bits(const void* p, int32_t dt) {
   const int n = dtype_bytes(dt);
   if (n == 4) return *static_cast<const uint32_t*>(p);
@@ -47,6 +37,8 @@ GDN_HD float bits_to_float(uint32_t x, int32_t dt) {
     default: return 0.0f;
   }
 }
+GDN_HD float load_float(const void* p, int32_t dt) { return bits_to_float(load_bits(p, dt), dt); }
+// Stores one element of a runtime dtype (F32, F16, BF16, FP8).
 GDN_HD void store_float(void* p, int32_t dt, float x) {
   switch (dt) {
     case GDN_DTYPE_F32: *static_cast<float*>(p) = x; break;

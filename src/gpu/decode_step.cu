@@ -78,15 +78,12 @@ __global__ void __launch_bounds__(kHThreads, 2) decode_step_head_kernel(ConvProb
   // All raw (load_raw / load_bits), converted once the slot's loads are issued: a conversion in
   // the conditional code of its load would make the thread wait for it there.
   using A = typename Elem<ACT>::T;
-  A w_raw[kMaxW], bias_raw = 0, x_raw = 0, z_raw = 0;
+  A w_raw[kMaxW] = {}, bias_raw = 0, x_raw = 0, z_raw = 0;
   uint32_t nw_bits = 0;
   if (c >= 0) {
     load_weights_raw<ACT>(pc, c, W, w_raw);
     if (pc.bias.present()) bias_raw = load_raw<ACT>(pc.bias.at(c), 0);
     x_raw = load_raw<ACT>(pc.x.at(b, 0, 0), pc.d.conv_column(c));
-  } else {
-#pragma unroll
-    for (int j = 0; j < kMaxW; ++j) w_raw[j] = 0;
   }
   GateInputs gi;
   if (t == 0) gi.load(pd, b, 0, h);
