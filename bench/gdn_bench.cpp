@@ -16,6 +16,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #if defined(GDN_BENCH_CUDA)
@@ -266,6 +267,14 @@ struct Bench {
     add("launch", "the same, warps of 8 columns", time_calls(int(tile_sets), [&](int i, void* s) {
           CU(launch_floor_call(LaunchFloorKind::kTileColumnWarps, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
         }), double(2 * tile_bytes + 4));
+    const std::pair<LaunchFloorKind, const char*> splits[] = {{LaunchFloorKind::kTile16, "16-column tiles"},
+                                                              {LaunchFloorKind::kTileSplit8, "128 blocks of 16 KB"},
+                                                              {LaunchFloorKind::kTileSplit4, "256 blocks of 8 KB"},
+                                                              {LaunchFloorKind::kTileSplit2, "512 blocks of 4 KB"}};
+    for (const auto& [kind, name] : splits)
+      add("launch", std::string("the same, ") + name, time_calls(int(tile_sets), [&](int i, void* s) {
+            CU(launch_floor_call(kind, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
+          }), double(2 * tile_bytes + 4));
   }
 #endif
 

@@ -13,6 +13,9 @@
 //          named by an index (a different set each call), read and written back in place, 8 rows
 //          x 16 bytes a thread. ROW_WARPS: a warp reads 4 rows x 128 bytes (the decode's layout);
 //          else 16 rows x 32 bytes (a warp owning 8 whole columns).
+//   16-column tiles: the tile kernel on 256 blocks of 64 threads (still 8 rows x 16 bytes a thread).
+//   split: the same set in contiguous pieces over 128 / 256 / 512 blocks of 128 threads (8 / 4 / 2
+//          x 16 bytes a thread).
 // No op of libgdn can beat "chain" at small sizes; time / floor there says more against it than
 // against the bytes floor.
 #include <cuda_runtime.h>
@@ -43,12 +46,12 @@ __global__ void chain_kernel(const int32_t* index, const float4* in, float4* out
   out[i] = v;
 }
 
-template <bool ROW_WARPS>
+template <bool ROW_WARPS, int COLS = 32>
 __global__ void tile_kernel(const int32_t* index, float4* state) {
   wait_previous();
-  constexpr int kRows = 128, kCols4 = 128 / 4;  // a head's state row: 32 float4
-  const int tx = ROW_WARPS ? threadIdx.x % 8 : threadIdx.x / 16, ty = ROW_WARPS ? threadIdx.x / 8 : threadIdx.x % 16;
-  const int64_t head = blockIdx.x / 4, col4 = (blockIdx.x % 4) * 8 + tx;
+  constexpr int kRows = 128, kCols4 = 128 / 4, kT = COLS / 4;  // a head's state row: 32 float4
+  const int tx = ROW_WARPS ? threadIdx.x % kT : threadIdx.x / 16, ty = ROW_WARPS ? threadIdx.x / kT : threadIdx.x % 16;
+  const int64_t head = blockIdx.x / (128 / COLS), col4 = (blockIdx.x % (128 / COLS)) * kT + tx;
   float4* p = state + int64_t(index[0]) * kLaunchFloorTileBlocks / 4 * kRows * kCols4 + head * kRows * kCols4 + col4;
   float4 v[kRows / 16];
 #pragma unroll
@@ -57,6 +60,24 @@ __global__ void tile_kernel(const int32_t* index, float4* state) {
   for (int r = 0; r < kRows / 16; ++r) {
     v[r].x += 1.0f;
     p[(ty + 16 * r) * kCols4] = v[r];
+  }
+}
+
+// The same 2 MiB set over `gridDim.x` blocks of 128 threads, R float4 a thread (R = 8: 128 blocks,
+// as tile_kernel; 4, 2: 256, 512 blocks), each block a contiguous piece: whether more threads with
+// fewer bytes each move a decode's memory at B = 1 faster.
+template <int R>
+__global__ void split_kernel(const int32_t* index, float4* state) {
+  wait_previous();
+  constexpr int kSetFloat4 = kLaunchFloorTileBlocks * 128 * 32 / 4;
+  float4* p = state + int64_t(index[0]) * kSetFloat4 + int64_t(blockIdx.x) * 128 * R + threadIdx.x;
+  float4 v[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) v[r] = p[r * 128];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    v[r].x += 1.0f;
+    p[r * 128] = v[r];
   }
 }
 
@@ -97,6 +118,14 @@ cudaError_t launch_floor_call(LaunchFloorKind kind, bool pdl, const int32_t* ind
       return launch(pdl, 1, tile_kernel<true>, kLaunchFloorTileBlocks, 128, stream, index, dst);
     case LaunchFloorKind::kTileColumnWarps:
       return launch(pdl, 1, tile_kernel<false>, kLaunchFloorTileBlocks, 128, stream, index, dst);
+    case LaunchFloorKind::kTile16:
+      return launch(pdl, 1, tile_kernel<true, 16>, kLaunchFloorTileBlocks * 2, 64, stream, index, dst);
+    case LaunchFloorKind::kTileSplit8:
+      return launch(pdl, 1, split_kernel<8>, kLaunchFloorTileBlocks, 128, stream, index, dst);
+    case LaunchFloorKind::kTileSplit4:
+      return launch(pdl, 1, split_kernel<4>, kLaunchFloorTileBlocks * 2, 128, stream, index, dst);
+    case LaunchFloorKind::kTileSplit2:
+      return launch(pdl, 1, split_kernel<2>, kLaunchFloorTileBlocks * 4, 128, stream, index, dst);
     default: return launch(pdl, 8, chain_kernel<true>, blocks, 128, stream, index, src, dst);
   }
 }

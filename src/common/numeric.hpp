@@ -64,14 +64,20 @@ GDN_HD float bits_f32(uint32_t u) {
 
 // ---- bf16
 GDN_HD float bf16_to_f32(uint16_t h) { return bits_f32(uint32_t(h) << 16); }
+// The quiet NaN code of a NaN with bits u (sign and top payload bits kept).
+GDN_HD uint16_t bf16_nan(uint32_t u) { return uint16_t((u >> 16) | 0x40u); }
 GDN_HD uint16_t f32_to_bf16(float f) {
   uint32_t u = f32_bits(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);  // quiet NaN
+  if ((u & 0x7fffffffu) > 0x7f800000u) return bf16_nan(u);
   u += 0x7fffu + ((u >> 16) & 1u);
   return uint16_t(u >> 16);
 }
 
 // ---- fp16 (IEEE binary16)
+// The quiet NaN code of a NaN with bits u (sign and top payload bits kept).
+GDN_HD uint16_t f16_nan(uint32_t u) {
+  return uint16_t(((u >> 16) & 0x8000u) | 0x7e00u | (((u & 0x7fffffffu) >> 13) & 0x3ffu));
+}
 GDN_HD float f16_to_f32(uint16_t h) {
   uint32_t sign = uint32_t(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
@@ -87,7 +93,7 @@ GDN_HD uint16_t f32_to_f16(float f) {
   uint32_t u = f32_bits(f);
   uint16_t sign = uint16_t((u >> 16) & 0x8000u);
   uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return uint16_t(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
+  if (a > 0x7f800000u) return f16_nan(u);
   if (a >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // rounds to >= 65520: inf
   if (a < 0x38800000u) {                                  // subnormal or zero in fp16
     if (a < 0x33000000u) return sign;                     // < 2^-25: rounds to 0

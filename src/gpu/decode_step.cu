@@ -13,10 +13,11 @@
 // intermediate q/k/v and core output to the activation dtype as they do, so the outputs, the
 // scales and both pools equal those of conv_update -> decode -> norm_gated bit for bit.
 //
-// Where it runs (H100, graph replays, docs/perf-notes.md, session 9): up to 4 blocks per SM
-// (B <= 16 at HV = 32) it beats the three kernels (B = 1 9.5 vs 11.0 us, B = 8 19.2 vs 21.4);
-// beyond, the three kernels are faster (B = 32 60.8 vs 64.7) and decode_step returns false, so
-// the caller runs them. Tried there and measured slower than the three kernels at every batch:
+// Where it runs (H100, graph replays, docs/perf-notes.md, sessions 9 and 13): where its blocks
+// (two an SM) fit in one wave and cover more than a quarter of the SMs -- 2 <= B <= 8 at HV = 32,
+// where it beats the three kernels (B = 2 / 4 / 8: 9.8 / 12.3 / 19.6 us against 10.4 / 13.7 /
+// 19.7); at B = 1 (32 blocks of 64 KB of state on 32 SMs) and beyond one wave (B = 12: 29.6 vs
+// 26.9 us) the three kernels are faster, and decode_step returns false, so the caller runs them. Tried there and measured slower than the three kernels at every batch:
 // a persistent kernel of (sequence, key head) items streaming 64-column tiles through shared
 // memory (B = 32 65.2 us), clusters of the 8 tile blocks of a key head (78.1), a decode tile
 // with the norm in clusters of a head's 4 tile blocks (68.4), and the same with the norm done by
@@ -205,15 +206,16 @@ bool decode_step(const Device& dev, const ConvProblem& pc, const GdnProblem& pd,
   const LayerDims& d = pd.d;
   const int32_t act = pd.q.dt;
   // The shapes, dtypes and batches the fused kernel takes; the caller runs the three kernels
-  // otherwise. Up to 4 blocks an SM (B <= 16 at HV = 32): beyond, the three kernels are faster.
+  // otherwise. One block a (sequence, value head), two an SM: all in one wave, and more than a
+  // quarter of the SMs busy (the head comment has the measurements).
   if (d.V != kV || d.HV % d.HK != 0 || d.W > kMaxW || !head_kernel_fits(dev, pd)) return false;
-  if (pd.num_seqs * d.HV > 4 * int64_t(dev.sm_count)) return false;
+  const int64_t blocks = pd.num_seqs * d.HV;
+  if (blocks > 2 * int64_t(dev.sm_count) || 4 * blocks <= int64_t(dev.sm_count)) return false;
   if (act != GDN_DTYPE_BF16 && act != GDN_DTYPE_F16) return false;
   if (pc.weight.dt != act || pc.state.dt != act || pc.x.dt != act || (pc.bias.present() && pc.bias.dt != act))
     return false;
   if (pd.tokens_per_seq != 1 || pd.per_token_slots || !pd.raw_gate) return false;
   if (!norm_rows_fast_path(pn, fp8)) return false;  // the norm the separate op would run
-  if (pd.num_seqs == 0) return true;
   const gpuStream_t s = gpuStream_t(stream);
   if (act == GDN_DTYPE_BF16) {
     dispatch_state(pd.state.dt, [&](auto st) { dispatch_out<GDN_DTYPE_BF16, decltype(st)::value>(dev, pc, pd, pn, fp8, s); });

@@ -83,8 +83,10 @@ __global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p, int hb) {
 // U = 1 when one wave of blocks has a half-subgroup for every row (small T: the shortest chain a
 // thread), else 2 (more loads in flight a thread).
 template <int32_t ACT, int32_t OUT, bool FP8, int SPANS, int U>
-__global__ void __launch_bounds__(kThreads) norm_rows_kernel(NormProblem p, uint32_t rows) {
+__global__ void __launch_bounds__(kThreads) norm_rows_kernel(const GDN_GRID_CONST NormProblem p, uint32_t rows) {
+  const uint32_t pw = prefetch_params(p);
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
+  sink_params(pw);
   constexpr int kRowLanes = 16, kPer = 8;
   const int lane = threadIdx.x % kRowLanes;
   const uint32_t worker = (blockIdx.x * kGroups + threadIdx.x / kLanes) * 2 + (threadIdx.x % kLanes) / kRowLanes;

@@ -159,6 +159,39 @@ __device__ __forceinline__ void store_stream(uint2* p, uint2 v) {
 #endif
 }
 
+// Kernel parameters live in a constant bank, and the first use of each of its lines misses and
+// stalls the warp (ncu: `imc`), one line after another as the code reaches them. A kernel that takes
+// its parameter block as `const GDN_GRID_CONST P p` may call prefetch_params(p) first: thread i <
+// sizeof(P) / 32 loads word 0 of the block's 32-byte line i (one indexed constant load, the lines
+// fetched together instead of one at a time), and sink_params(v) after pdl_wait keeps the load (a
+// store that waits for it there: sinking it at the kernel's end measured slower). H100: the norm
+// rows kernel -4 to -12 % at T <= 128; 64-byte lines gained less; the decode (26 lines) and the
+// conv update measured 2-10 % slower with it, so they go without. No-ops off NVIDIA devices.
+#if defined(__CUDACC__) && !defined(__HIPCC__) && !defined(GDN_GPU_SIM)
+#define GDN_GRID_CONST __grid_constant__
+#else
+#define GDN_GRID_CONST
+#endif
+template <class P>
+__device__ __forceinline__ uint32_t prefetch_params(const P& p) {
+#if defined(__CUDA_ARCH__) && !defined(__HIPCC__)
+  constexpr unsigned kLineWords = 8, kLines = (sizeof(P) + 4 * kLineWords - 1) / (4 * kLineWords);
+  static_assert(kLines <= 32, "the lines of one warp");
+  return threadIdx.x < kLines ? reinterpret_cast<const uint32_t*>(&p)[threadIdx.x * kLineWords] : 0u;
+#else
+  (void)p;
+  return 0;
+#endif
+}
+__device__ __forceinline__ void sink_params(uint32_t v) {
+#if defined(__CUDA_ARCH__) && !defined(__HIPCC__)
+  volatile __shared__ uint32_t sink[32];  // volatile: the store, and so the load, stays
+  if (threadIdx.x < 32) sink[threadIdx.x] = v;
+#else
+  (void)v;
+#endif
+}
+
 // Programmatic dependent launch (NVIDIA sm_90): a kernel launched by launch_pdl may start while
 // the previous kernel of the stream is still running, so its launch latency overlaps that
 // kernel's tail. Such a kernel calls pdl_wait() before its first global memory access (it returns
