@@ -50,6 +50,7 @@ template <bool ROW_WARPS, int COLS = 32>
 __global__ void tile_kernel(const int32_t* index, float4* state) {
   wait_previous();
   constexpr int kRows = 128, kCols4 = 128 / 4, kT = COLS / 4;  // a head's state row: 32 float4
+  static_assert(ROW_WARPS || COLS == 32, "column warps: 32-column tiles of 128 threads");
   const int tx = ROW_WARPS ? threadIdx.x % kT : threadIdx.x / 16, ty = ROW_WARPS ? threadIdx.x / kT : threadIdx.x % 16;
   const int64_t head = blockIdx.x / (128 / COLS), col4 = (blockIdx.x % (128 / COLS)) * kT + tx;
   float4* p = state + int64_t(index[0]) * kLaunchFloorTileBlocks / 4 * kRows * kCols4 + head * kRows * kCols4 + col4;
