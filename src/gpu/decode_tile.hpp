@@ -21,14 +21,15 @@ struct StateIO {
     if (vec && j + 4 <= V) return Vec4<ST>::load(row, j, s);
     for (int c = 0; c < 4; ++c) s[c] = j + c < V ? Elem<ST>::load(row, j + c) : 0.0f;
   }
+  // One streaming vector store (see store_stream) of 4 columns at p (4-element aligned).
+  static __device__ __forceinline__ void store_vec(T* p, const float (&s)[4]) {
+    if constexpr (ST == GDN_DTYPE_F32)
+      store_stream(reinterpret_cast<float4*>(p), make_float4(s[0], s[1], s[2], s[3]));
+    else
+      store_stream(reinterpret_cast<uint2*>(p), Vec4<ST>::pack(s));
+  }
   static __device__ void store4(T* row, int64_t j, int64_t V, bool vec, const float (&s)[4]) {
-    if (vec && j + 4 <= V) {  // one streaming vector store (see store_stream)
-      if constexpr (ST == GDN_DTYPE_F32)
-        store_stream(reinterpret_cast<float4*>(row + j), make_float4(s[0], s[1], s[2], s[3]));
-      else
-        store_stream(reinterpret_cast<uint2*>(row + j), Vec4<ST>::pack(s));
-      return;
-    }
+    if (vec && j + 4 <= V) return store_vec(row + j, s);
     for (int c = 0; c < 4; ++c)
       if (j + c < V) Elem<ST>::store(row, j + c, s[c]);
   }
@@ -62,9 +63,9 @@ struct StateIO {
   template <int ROWS>
   static __device__ __forceinline__ void store_rows(const GdnProblem& p, int64_t slot, int64_t h, int ty, int64_t j0,
                                                     const float (&s)[ROWS][4]) {
-    T* row = row0(p, slot, h, ty);
+    T* row = row0(p, slot, h, ty) + j0;
 #pragma unroll
-    for (int r = 0; r < ROWS; ++r) store4(row + r * kRG * p.state.s_k, j0, p.d.V, true, s[r]);
+    for (int r = 0; r < ROWS; ++r) store_vec(row + r * kRG * p.state.s_k, s[r]);
   }
   template <int ROWS>
   static __device__ void store_tile(const GdnProblem& p, int64_t slot, int64_t h, int ty, int64_t j0, bool vec,
