@@ -17,12 +17,14 @@
 // (two an SM) fit in one wave and cover more than a quarter of the SMs -- 2 <= B <= 8 at HV = 32,
 // where it beats the three kernels (B = 2 / 4 / 8: 9.8 / 12.3 / 19.6 us against 10.4 / 13.7 /
 // 19.7); at B = 1 (32 blocks of 64 KB of state on 32 SMs) and beyond one wave (B = 12: 29.6 vs
-// 26.9 us) the three kernels are faster, and decode_step returns false, so the caller runs them. Tried there and measured slower than the three kernels at every batch:
-// a persistent kernel of (sequence, key head) items streaming 64-column tiles through shared
-// memory (B = 32 65.2 us), clusters of the 8 tile blocks of a key head (78.1), a decode tile
-// with the norm in clusters of a head's 4 tile blocks (68.4), and the same with the norm done by
-// the head's last tile block to take a ticket from an atomic counter (+5-11 %, on an H200): each
-// kept blocks resident longer or coupled their schedules.
+// 26.9 us) the three kernels are faster, and decode_step returns false, so the caller runs them.
+// Tried there and measured slower than the three kernels at every batch: a persistent kernel of
+// (sequence, key head) items streaming 64-column tiles through shared memory (B = 32 65.2 us),
+// clusters of the 8 tile blocks of a key head (78.1; in session 13 with each block convolving its
+// key head's q / k itself: B = 1 8.8-9.6 us, B = 8 24-27), a decode tile with the norm in
+// clusters of a head's 4 tile blocks (68.4; at B = 1 behind the conv kernel 8.7 against 8.4),
+// and the same with the norm done by the head's last tile block to take a ticket from an atomic
+// counter (+5-11 %, on an H200): each kept blocks resident longer or coupled their schedules.
 #include "conv_math.hpp"
 #include "decode_tile.hpp"
 #include "launch.hpp"
