@@ -37,6 +37,13 @@ struct Elem<GDN_DTYPE_F32> {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(__HIPCC__)
 #define GDN_HW_CVT16 1
 #endif
+// Two 16-bit codes in one word, lo in the low half.
+GDN_HD uint32_t pack_codes(uint16_t lo, uint16_t hi) { return uint32_t(lo) | (uint32_t(hi) << 16); }
+// The hardware pair `hw` of (x0, x1) with each NaN's code replaced by nan(its bits).
+GDN_HD uint32_t patch_nans(uint32_t hw, float x0, float x1, uint16_t (*nan)(uint32_t)) {
+  hw = x0 == x0 ? hw : (hw & 0xffff0000u) | nan(f32_bits(x0));
+  return x1 == x1 ? hw : (hw & 0xffffu) | (uint32_t(nan(f32_bits(x1))) << 16);
+}
 template <>
 struct Elem<GDN_DTYPE_BF16> {
   using T = uint16_t;
@@ -48,10 +55,9 @@ struct Elem<GDN_DTYPE_BF16> {
 #if defined(GDN_HW_CVT16)
     uint32_t r;
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(x1), "f"(x0));
-    r = x0 == x0 ? r : (r & 0xffff0000u) | bf16_nan(f32_bits(x0));
-    return x1 == x1 ? r : (r & 0xffffu) | (uint32_t(bf16_nan(f32_bits(x1))) << 16);
+    return patch_nans(r, x0, x1, bf16_nan);
 #else
-    return uint32_t(f32_to_bf16(x0)) | (uint32_t(f32_to_bf16(x1)) << 16);
+    return pack_codes(f32_to_bf16(x0), f32_to_bf16(x1));
 #endif
   }
 };
@@ -65,10 +71,9 @@ struct Elem<GDN_DTYPE_F16> {
 #if defined(GDN_HW_CVT16)
     uint32_t r;
     asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(x1), "f"(x0));
-    r = x0 == x0 ? r : (r & 0xffff0000u) | f16_nan(f32_bits(x0));
-    return x1 == x1 ? r : (r & 0xffffu) | (uint32_t(f16_nan(f32_bits(x1))) << 16);
+    return patch_nans(r, x0, x1, f16_nan);
 #else
-    return uint32_t(f32_to_f16(x0)) | (uint32_t(f32_to_f16(x1)) << 16);
+    return pack_codes(f32_to_f16(x0), f32_to_f16(x1));
 #endif
   }
 };
@@ -151,9 +156,8 @@ struct Vec4 {
     static_assert(sizeof(typename Elem<DT>::T) == 2, "2-byte types only");
     // The portable code, not encode2: on the H100 the hardware pairs made the bf16-state decode 4-7 %
     // faster at B <= 32 but 4-10 % slower at B >= 128 (perf notes, session 13).
-    uint16_t h[4];
-    for (int c = 0; c < 4; ++c) h[c] = Elem<DT>::encode(v[c]);
-    return make_uint2(uint32_t(h[0]) | (uint32_t(h[1]) << 16), uint32_t(h[2]) | (uint32_t(h[3]) << 16));
+    return make_uint2(pack_codes(Elem<DT>::encode(v[0]), Elem<DT>::encode(v[1])),
+                      pack_codes(Elem<DT>::encode(v[2]), Elem<DT>::encode(v[3])));
   }
 };
 
