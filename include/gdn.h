@@ -305,7 +305,7 @@ GDN_API gdn_status gdn_norm_gated_fp8_quant(gdn_layer layer, const gdn_norm_gate
  * NVIDIA sm_90 it runs as one fused kernel (no intermediates written) when head_v_dim = 128,
  * head_k_dim = 64 or 128, num_v_heads / num_k_heads <= 8 (head_k_dim divided by it a power of
  * two), the activations are f16/bf16 with conv weights, bias and conv state of the same dtype,
- * state rows 4-element aligned, and the device's SM count / 4 < B * num_v_heads <= 2 * its SM count
+ * state rows 4-element aligned, and the device's SM count / 2 < B * num_v_heads <= its SM count
  * (outside, the three kernels measured faster); otherwise, and on other GPUs, as the three
  * kernels. The workspace size is the same either way. */
 typedef struct gdn_decode_step_args {

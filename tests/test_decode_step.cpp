@@ -164,22 +164,23 @@ TEST_P(DecodeStep, EqualsTheThreeOpsBitForBit) {
 }
 
 // On the GPU (sm_90) the fused kernel takes V = 128, K = 64 or 128, HV / HK <= 8 with K / (HV / HK) a
-// power of two, and SMs / 4 < HV x B <= 2 x SMs (33 < HV x B <= 264 on 132 SMs, the simulation's
+// power of two, and SMs / 2 < HV x B <= SMs (66 < HV x B <= 132 on 132 SMs, the simulation's
 // default; none on its 3-SM run); everything else runs the three kernels (and must then equal them
 // trivially).
 const StepParam kStepParams[] = {
     {2, 4, 16, 32, GDN_DTYPE_BF16, GDN_DTYPE_F32, 5, false, true},
     {2, 4, 16, 32, GDN_DTYPE_F32, GDN_DTYPE_BF16, 3, true, false},
     {4, 8, 64, 64, GDN_DTYPE_BF16, GDN_DTYPE_F32, 4, true, true},
-    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 2, true, true},  // fused
-    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 8, true, true},   // fused (one wave on 132 SMs)
-    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 12, true, true},  // three kernels (HV x B > 264)
-    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 1, true, true},   // three kernels (HV x B <= 33)
-    {4, 8, 64, 128, GDN_DTYPE_F16, GDN_DTYPE_F32, 7, false, false},     // fused, K = 64
-    {2, 8, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, 20, true, true},  // fused, clusters of 4, bf16 state
+    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 4, true, true},   // fused (HV x B = 128)
+    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 2, true, true},   // three kernels (HV x B <= 66)
+    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 8, true, true},   // three kernels (HV x B > 132)
+    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 12, true, true},  // three kernels
+    {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 1, true, true},   // three kernels
+    {4, 8, 64, 128, GDN_DTYPE_F16, GDN_DTYPE_F32, 10, false, false},    // fused, K = 64
+    {2, 8, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, 12, true, true},  // fused, clusters of 4, bf16 state
     {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 40, false, false},  // three kernels
     {16, 32, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 6, true, true},
-    {4, 4, 64, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, 9, true, true},    // fused, clusters of 1
+    {4, 4, 64, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, 20, true, true},   // fused, clusters of 1
     {4, 8, 128, 128, GDN_DTYPE_F16, GDN_DTYPE_BF16, 9, false, false},  // fused, bf16 state
     {2, 6, 64, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 5, false, true},    // K / G not a power of two
     {2, 4, 96, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32, 5, true, true},     // K = 96

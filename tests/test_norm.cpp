@@ -82,57 +82,105 @@ void PrintTo(const NormParam&, std::ostream* os) { *os << "(see name)"; }
 
 class Norm : public ::testing::TestWithParam<NormParam> {};
 
+// Token counts: on 3 simulated SMs (scripts/test's second run) the GPU fast path takes both of its
+// shapes -- one row a 16-lane worker, two rows a worker -- for V = 128 and 256 among these
+// (HV = 4: 148 / 240 / 404 / 1040 rows; HV = 2: 74 / 120 / 202 / 520); on 132, one row a worker.
+constexpr int64_t kNormTokens[] = {37, 60, 101, 260};
+
 TEST_P(Norm, GatedMatchesOracle) {
   const NormParam P = GetParam();
   Ctx ctx;
   gdn_layer_config cfg = small_config(P.hk, P.hv, 16, P.v, P.act);
   cfg.out_dtype = P.out;
   Layer layer(ctx.ctx, cfg);
-  NormCase c(cfg, 37, P.out, 11, P.grouped);
-  auto a = c.args();
-  size_t bytes = 0;
-  ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, c.T, &bytes), GDN_SUCCESS);
-  Workspace ws;
-  ws.resize(bytes);
-  ASSERT_EQ(call(gdn_norm_gated, layer.layer, &a, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
-  const double tol = tol_for(P.out);
-  EXPECT_TRUE(close(c.out.values(), c.oracle(cfg.norm_eps), tol, tol, "out"));
+  for (int64_t T : kNormTokens) {
+    NormCase c(cfg, T, P.out, 11 + uint64_t(T), P.grouped);
+    auto a = c.args();
+    size_t bytes = 0;
+    ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, c.T, &bytes), GDN_SUCCESS);
+    Workspace ws;
+    ws.resize(bytes);
+    ASSERT_EQ(call(gdn_norm_gated, layer.layer, &a, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
+    const double tol = tol_for(P.out);
+    EXPECT_TRUE(close(c.out.values(), c.oracle(cfg.norm_eps), tol, tol, "out")) << "T " << T;
+  }
 }
 
 TEST_P(Norm, Fp8QuantMatchesOracle) {
   const NormParam P = GetParam();
   Ctx ctx;
-  for (gdn_dtype f8 : {GDN_DTYPE_F8_E4M3FN, GDN_DTYPE_F8_E4M3FNUZ}) {
-    gdn_layer_config cfg = small_config(P.hk, P.hv, 16, P.v, P.act);
-    cfg.fp8_dtype = f8;
-    Layer layer(ctx.ctx, cfg);
-    const bool fnuz = f8 == GDN_DTYPE_F8_E4M3FNUZ;
-    NormCase c(cfg, 23, f8, 12, P.grouped);
-    const int64_t G = c.HV * c.V / cfg.fp8_group_size, gs = cfg.fp8_group_size;
+  for (int64_t T : kNormTokens) {
+    for (gdn_dtype f8 : {GDN_DTYPE_F8_E4M3FN, GDN_DTYPE_F8_E4M3FNUZ}) {
+      gdn_layer_config cfg = small_config(P.hk, P.hv, 16, P.v, P.act);
+      cfg.fp8_dtype = f8;
+      Layer layer(ctx.ctx, cfg);
+      const bool fnuz = f8 == GDN_DTYPE_F8_E4M3FNUZ;
+      NormCase c(cfg, T, f8, 12 + uint64_t(T), P.grouped);
+      const int64_t G = c.HV * c.V / cfg.fp8_group_size, gs = cfg.fp8_group_size;
+      auto a = c.args();
+      a.scales = c.scales_view(G);
+      size_t bytes = 0;
+      ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, c.T, &bytes), GDN_SUCCESS);
+      Workspace ws;
+      ws.resize(bytes);
+      ASSERT_EQ(call(gdn_norm_gated_fp8_quant, layer.layer, &a, ws.ptr(), ws.size()), GDN_SUCCESS)
+          << gdn_last_error_message();
+      const std::vector<double> y = c.oracle(cfg.norm_eps);
+      const double fmax = fnuz ? 240.0 : 448.0;
+      for (int64_t t = 0; t < c.T; ++t)
+        for (int64_t g = 0; g < G; ++g) {
+          double amax = 0;
+          for (int64_t i = g * gs; i < (g + 1) * gs; ++i) amax = std::max(amax, std::fabs(y[size_t(t * c.HV * c.V + i)]));
+          const double want_scale = std::max(amax / fmax, double(FLT_MIN)), got_scale = c.scales.get(g * c.T + t);
+          ASSERT_NEAR(got_scale, want_scale, 1e-5 * want_scale) << "T " << T << " t " << t << " group " << g;
+          for (int64_t i = g * gs; i < (g + 1) * gs; ++i) {
+            const double q = c.out.get(t * c.HV * c.V + i), exact = y[size_t(t * c.HV * c.V + i)] / want_scale;
+            // within half an e4m3 step (relative 2^-4) plus the subnormal step, and never past max
+            ASSERT_LE(std::fabs(q), fmax);
+            ASSERT_NEAR(q, exact, 0.0626 * std::fabs(exact) + std::ldexp(1.0, fnuz ? -11 : -10) + 1e-4)
+                << "t " << t << " i " << i;
+          }
+        }
+    }
+  }
+}
+
+// A row's bytes do not depend on how many rows the call has: the first tokens of a large call
+// (on the GPU: two rows a worker on 3 simulated SMs) equal the same tokens normalised alone,
+// outputs and FP8 scales (a kernel choice by size must not change a row's summation order).
+TEST_P(Norm, RowsDoNotDependOnTheCall) {
+  const NormParam P = GetParam();
+  Ctx ctx;
+  gdn_layer_config cfg = small_config(P.hk, P.hv, 16, P.v, P.act);
+  cfg.out_dtype = P.out;
+  Layer layer(ctx.ctx, cfg);
+  // ~1200 rows: two rows a worker on 3 simulated SMs.
+  const int64_t T = 1200 / P.hv + 1, Ts = 3, G = P.hv * P.v / cfg.fp8_group_size;
+  for (bool fp8 : {false, true}) {
+    NormCase c(cfg, T, fp8 ? gdn_dtype(cfg.fp8_dtype) : P.out, 91, P.grouped);
     auto a = c.args();
-    a.scales = c.scales_view(G);
+    if (fp8) a.scales = c.scales_view(G);
     size_t bytes = 0;
-    ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, c.T, &bytes), GDN_SUCCESS);
+    ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, T, &bytes), GDN_SUCCESS);
     Workspace ws;
     ws.resize(bytes);
-    ASSERT_EQ(call(gdn_norm_gated_fp8_quant, layer.layer, &a, ws.ptr(), ws.size()), GDN_SUCCESS)
-        << gdn_last_error_message();
-    const std::vector<double> y = c.oracle(cfg.norm_eps);
-    const double fmax = fnuz ? 240.0 : 448.0;
-    for (int64_t t = 0; t < c.T; ++t)
-      for (int64_t g = 0; g < G; ++g) {
-        double amax = 0;
-        for (int64_t i = g * gs; i < (g + 1) * gs; ++i) amax = std::max(amax, std::fabs(y[size_t(t * c.HV * c.V + i)]));
-        const double want_scale = std::max(amax / fmax, double(FLT_MIN)), got_scale = c.scales.get(g * c.T + t);
-        ASSERT_NEAR(got_scale, want_scale, 1e-5 * want_scale) << "t " << t << " group " << g;
-        for (int64_t i = g * gs; i < (g + 1) * gs; ++i) {
-          const double q = c.out.get(t * c.HV * c.V + i), exact = y[size_t(t * c.HV * c.V + i)] / want_scale;
-          // within half an e4m3 step (relative 2^-4) plus the subnormal step, and never past max
-          ASSERT_LE(std::fabs(q), fmax);
-          ASSERT_NEAR(q, exact, 0.0626 * std::fabs(exact) + std::ldexp(1.0, fnuz ? -11 : -10) + 1e-4)
-              << "t " << t << " i " << i;
-        }
-      }
+    auto run = [&](const gdn_norm_gated_args& args) {
+      return fp8 ? call(gdn_norm_gated_fp8_quant, layer.layer, &args, ws.ptr(), ws.size())
+                 : call(gdn_norm_gated, layer.layer, &args, ws.ptr(), ws.size());
+    };
+    ASSERT_EQ(run(a), GDN_SUCCESS) << gdn_last_error_message();
+    const std::vector<double> out_all = c.out.values(), scales_all = c.scales.values();
+    c.out.poison();
+    c.scales.poison();
+    for (gdn_tensor* v : {&a.x, &a.z, &a.out, &a.scales}) v->shape[0] = Ts;
+    ASSERT_EQ(run(a), GDN_SUCCESS) << gdn_last_error_message();
+    const std::vector<double> out_few = c.out.values(), scales_few = c.scales.values();
+    for (int64_t i = 0; i < Ts * P.hv * P.v; ++i)
+      ASSERT_EQ(out_few[size_t(i)], out_all[size_t(i)]) << (fp8 ? "fp8 " : "") << "element " << i;
+    if (!fp8) continue;
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t t = 0; t < Ts; ++t)
+        ASSERT_EQ(scales_few[size_t(g * T + t)], scales_all[size_t(g * T + t)]) << "group " << g << " t " << t;
   }
 }
 

@@ -121,56 +121,63 @@ __global__ void __launch_bounds__(kThreads) conv_final_state_kernel(ConvProblem 
 
 // Fast path of the decode update for the common case: width 4, 2-byte activations, weights and
 // state all of the activation dtype, contiguous weight [C, 4] and state [C, 3] rows, 16-byte
-// aligned. One thread takes 8 channels: 16-byte loads of x, the 8 x 4 weights and the 8 x 3 window,
-// 16-byte stores of the outputs and the new window.
-constexpr int kVec = 8;
+// aligned. One thread takes CPT (2, 4 or 8) consecutive channels, each access a word of CPT
+// elements: x, bias and the output one word, the CPT x 4 weights four, the CPT x 3 window three.
+// Fewer channels a thread where the batch leaves SMs idle (vec_channels): there the time is the
+// length of one thread's instruction chain (ncu at B = 1: ~800 instructions a warp with 8).
+template <int CPT> struct ConvWord;
+template <> struct ConvWord<2> { using T = uint32_t; };
+template <> struct ConvWord<4> { using T = uint2; };
+template <> struct ConvWord<8> { using T = uint4; };
 
-union Pack8 {
-  uint4 v;
-  uint16_t h[8];
+template <int CPT>
+union Pack {
+  typename ConvWord<CPT>::T v;
+  uint16_t h[CPT];
 };
 
-template <int32_t ACT>
+template <int32_t ACT, int CPT>
 __global__ void __launch_bounds__(kThreads) conv_update_vec_kernel(ConvProblem p) {
+  using Word = typename ConvWord<CPT>::T;
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   if (p.release_early) pdl_release();
   const int64_t C = p.d.conv_dim(), b = blockIdx.x;
-  const int64_t c0 = (int64_t(blockIdx.y) * kThreads + threadIdx.x) * kVec;
+  const int64_t c0 = (int64_t(blockIdx.y) * kThreads + threadIdx.x) * CPT;
   if (c0 >= C) return;
   // What does not depend on the slot first (weights, bias, the first token's input), then the
-  // slot and the window: all as raw 16-byte words, converted after the last is issued, so that no
+  // slot and the window: all as raw words, converted after the last is issued, so that no
   // thread waits for one load before it issues the next.
   const int64_t col = p.d.conv_column(c0);
-  Pack8 wk[4], bk, x0, sk[3];
-  const uint4* wp = reinterpret_cast<const uint4*>(p.weight.at(c0, 0));
+  Pack<CPT> wk[4], bk, x0, sk[3];
+  const Word* wp = reinterpret_cast<const Word*>(p.weight.at(c0, 0));
 #pragma unroll
   for (int q = 0; q < 4; ++q) wk[q].v = wp[q];
-  bk.v = p.bias.present() ? *reinterpret_cast<const uint4*>(p.bias.at(c0)) : make_uint4(0, 0, 0, 0);
-  x0.v = *reinterpret_cast<const uint4*>(p.x.at(b, 0, col));
+  bk.v = p.bias.present() ? *reinterpret_cast<const Word*>(p.bias.at(c0)) : Word{};
+  x0.v = *reinterpret_cast<const Word*>(p.x.at(b, 0, col));
   const int64_t slot = p.slot_idx.idx(b);
   const bool ok = slot >= 0 && slot < p.state.num_slots;
-  const uint4* window = reinterpret_cast<const uint4*>(p.state.at(ok ? slot : 0, c0, 0));
+  const Word* window = reinterpret_cast<const Word*>(p.state.at(ok ? slot : 0, c0, 0));
 #pragma unroll
-  for (int q = 0; q < 3; ++q) sk[q].v = ok ? window[q] : make_uint4(0, 0, 0, 0);
-  float w[kVec][4], win[kVec][3], bias[kVec];
+  for (int q = 0; q < 3; ++q) sk[q].v = ok ? window[q] : Word{};
+  float w[CPT][4], win[CPT][3], bias[CPT];
 #pragma unroll
   for (int q = 0; q < 4; ++q)
 #pragma unroll
-    for (int e = 0; e < 8; ++e) w[(q * 8 + e) / 4][(q * 8 + e) % 4] = Elem<ACT>::load(wk[q].h, e);
+    for (int e = 0; e < CPT; ++e) w[(q * CPT + e) / 4][(q * CPT + e) % 4] = Elem<ACT>::load(wk[q].h, e);
 #pragma unroll
   for (int q = 0; q < 3; ++q)
 #pragma unroll
-    for (int e = 0; e < 8; ++e) win[(q * 8 + e) / 3][(q * 8 + e) % 3] = Elem<ACT>::load(sk[q].h, e);
+    for (int e = 0; e < CPT; ++e) win[(q * CPT + e) / 3][(q * CPT + e) % 3] = Elem<ACT>::load(sk[q].h, e);
 #pragma unroll
-  for (int e = 0; e < kVec; ++e) bias[e] = Elem<ACT>::load(bk.h, e);
+  for (int e = 0; e < CPT; ++e) bias[e] = Elem<ACT>::load(bk.h, e);
   for (int64_t t = 0; t < p.tokens_per_seq; ++t) {
-    Pack8 out;
-    out.v = make_uint4(0, 0, 0, 0);
+    Pack<CPT> out;
+    out.v = Word{};
     if (ok) {
-      Pack8 x = x0;
-      if (t > 0) x.v = *reinterpret_cast<const uint4*>(p.x.at(b, t, col));
+      Pack<CPT> x = x0;
+      if (t > 0) x.v = *reinterpret_cast<const Word*>(p.x.at(b, t, col));
 #pragma unroll
-      for (int e = 0; e < kVec; ++e) {
+      for (int e = 0; e < CPT; ++e) {
         const float xv = Elem<ACT>::load(x.h, e);
         const float acc = bias[e] + w[e][0] * win[e][0] + w[e][1] * win[e][1] + w[e][2] * win[e][2] + w[e][3] * xv;
         win[e][0] = win[e][1];
@@ -179,15 +186,15 @@ __global__ void __launch_bounds__(kThreads) conv_update_vec_kernel(ConvProblem p
         Elem<ACT>::store(out.h, e, conv_act(p, acc));
       }
     }
-    *reinterpret_cast<uint4*>(p.out.at(b, t, c0)) = out.v;
+    *reinterpret_cast<Word*>(p.out.at(b, t, c0)) = out.v;
   }
   if (ok) {
-    uint4* sp = reinterpret_cast<uint4*>(p.state.at(slot, c0, 0));
+    Word* sp = reinterpret_cast<Word*>(p.state.at(slot, c0, 0));
 #pragma unroll
     for (int q = 0; q < 3; ++q) {
-      Pack8 pk;
+      Pack<CPT> pk;
 #pragma unroll
-      for (int e = 0; e < 8; ++e) Elem<ACT>::store(pk.h, e, win[(q * 8 + e) / 3][(q * 8 + e) % 3]);
+      for (int e = 0; e < CPT; ++e) Elem<ACT>::store(pk.h, e, win[(q * CPT + e) / 3][(q * CPT + e) % 3]);
       sp[q] = pk.v;
     }
   }
@@ -200,12 +207,23 @@ bool vec_update_ok(const ConvProblem& p) {
   const LayerDims& d = p.d;
   const int32_t a = p.x.dt;
   if (d.W != 4 || dtype_bytes(a) != 2 || p.weight.dt != a || p.state.dt != a) return false;
-  if (d.K % kVec || d.V % kVec || (p.bias.present() && (p.bias.dt != a || p.bias.s != 1 || !aligned16(p.bias.p))))
+  if (d.K % 8 || d.V % 8 || (p.bias.present() && (p.bias.dt != a || p.bias.s != 1 || !aligned16(p.bias.p))))
     return false;
   if (p.weight.s_col != 1 || p.weight.s_row != 4 || !aligned16(p.weight.p)) return false;
-  if (p.state.s_w != 1 || p.state.s_c != 3 || p.state.s_slot % kVec || !aligned16(p.state.p)) return false;
-  return aligned16(p.x.p) && aligned16(p.out.p) && p.x.s_seq % kVec == 0 && p.x.s_tok % kVec == 0 &&
-         p.out.s_seq % kVec == 0 && p.out.s_tok % kVec == 0;
+  if (p.state.s_w != 1 || p.state.s_c != 3 || p.state.s_slot % 8 || !aligned16(p.state.p)) return false;
+  return aligned16(p.x.p) && aligned16(p.out.p) && p.x.s_seq % 8 == 0 && p.x.s_tok % 8 == 0 &&
+         p.out.s_seq % 8 == 0 && p.out.s_tok % 8 == 0;
+}
+
+// Channels a thread of conv_update_vec_kernel (H100, graph replays, C = 8192, session 14): 2
+// while that is at most 4 blocks an SM (B <= 32: B = 1 / 8 2.66 / 2.87 -> 1.77 / 1.99 us), 4
+// while that is at most one wave of 8 blocks an SM (B = 48 / 128: 4.39 / 8.34 -> 3.87 / 7.69 us),
+// 8 beyond (B = 256 / 512: 4 channels 1-4 % slower).
+int vec_channels(const Device& dev, const ConvProblem& p) {
+  const int64_t C = p.d.conv_dim(), per_sm = int64_t(dev.sm_count) * kThreads;
+  if (p.num_seqs * ceil_div(C, int64_t(2)) <= 4 * per_sm) return 2;
+  if (p.num_seqs * ceil_div(C, int64_t(4)) <= 8 * per_sm) return 4;
+  return 8;
 }
 
 // f(act, weight, state) tags: weight and state are the activation dtype or F32.
@@ -233,11 +251,16 @@ void conv_update(const Device& dev, const ConvProblem& p, void* stream) {
   if (p.num_seqs == 0) return;
   const gpuStream_t s = gpuStream_t(stream);
   if (vec_update_ok(p)) {
-    const dim3 grid(unsigned(p.num_seqs), ceil_div(C, int64_t(kThreads) * kVec));
-    if (p.x.dt == GDN_DTYPE_BF16)
-      launch_pdl(dev.pdl(), conv_update_vec_kernel<GDN_DTYPE_BF16>, grid, kThreads, 0, s, p);
-    else
-      launch_pdl(dev.pdl(), conv_update_vec_kernel<GDN_DTYPE_F16>, grid, kThreads, 0, s, p);
+    const int cpt = vec_channels(dev, p);
+    const dim3 grid(unsigned(p.num_seqs), unsigned(ceil_div(C, int64_t(kThreads) * cpt)));
+    dispatch_act(p.x.dt, [&](auto a) {
+      constexpr int32_t A = decltype(a)::value;
+      if constexpr (A == GDN_DTYPE_BF16 || A == GDN_DTYPE_F16) {
+        auto kernel = cpt == 2 ? conv_update_vec_kernel<A, 2> : cpt == 4 ? conv_update_vec_kernel<A, 4>
+                                                                         : conv_update_vec_kernel<A, 8>;
+        launch_pdl(dev.pdl(), kernel, grid, kThreads, 0, s, p);
+      }
+    });
     check_launch("conv_update_vec_kernel");
     return;
   }

@@ -13,11 +13,12 @@
 // intermediate q/k/v and core output to the activation dtype as they do, so the outputs, the
 // scales and both pools equal those of conv_update -> decode -> norm_gated bit for bit.
 //
-// Where it runs (H100, graph replays, docs/perf-notes.md, sessions 9 and 13): where its blocks
-// (two an SM) fit in one wave and cover more than a quarter of the SMs -- 2 <= B <= 8 at HV = 32,
-// where it beats the three kernels (B = 2 / 4 / 8: 9.8 / 12.3 / 19.6 us against 10.4 / 13.7 /
-// 19.7); at B = 1 (32 blocks of 64 KB of state on 32 SMs) and beyond one wave (B = 12: 29.6 vs
-// 26.9 us) the three kernels are faster, and decode_step returns false, so the caller runs them.
+// Where it runs (H100, graph replays, docs/perf-notes.md, sessions 9, 13 and 14): where its
+// blocks take one SM each and cover more than half of the SMs -- B = 3, 4 at HV = 32, where it
+// beats the three kernels (10.9 / 12.6 us against 11.6 / 13.3); at B = 2 (64 blocks: 10.1 vs 9.5),
+// at B = 1 and past one block an SM (B = 6 / 8: 16.2 / 19.4 vs 15.5 / 18.5) the three kernels are
+// faster since the conv kernel takes 2 channels a thread at small batches (session 14), and
+// decode_step returns false, so the caller runs them.
 // Tried there and measured slower than the three kernels at every batch: a persistent kernel of
 // (sequence, key head) items streaming 64-column tiles through shared memory (B = 32 65.2 us),
 // clusters of the 8 tile blocks of a key head (78.1; in session 13 with each block convolving its
@@ -208,11 +209,11 @@ bool decode_step(const Device& dev, const ConvProblem& pc, const GdnProblem& pd,
   const LayerDims& d = pd.d;
   const int32_t act = pd.q.dt;
   // The shapes, dtypes and batches the fused kernel takes; the caller runs the three kernels
-  // otherwise. One block a (sequence, value head), two an SM: all in one wave, and more than a
-  // quarter of the SMs busy (the head comment has the measurements).
+  // otherwise. One block a (sequence, value head), one an SM, more than half of the SMs busy (the
+  // head comment has the measurements).
   if (d.V != kV || d.HV % d.HK != 0 || d.W > kMaxW || !head_kernel_fits(dev, pd)) return false;
   const int64_t blocks = pd.num_seqs * d.HV;
-  if (blocks > 2 * int64_t(dev.sm_count) || 4 * blocks <= int64_t(dev.sm_count)) return false;
+  if (blocks > int64_t(dev.sm_count) || 2 * blocks <= int64_t(dev.sm_count)) return false;
   if (act != GDN_DTYPE_BF16 && act != GDN_DTYPE_F16) return false;
   if (pc.weight.dt != act || pc.state.dt != act || pc.x.dt != act || (pc.bias.present() && pc.bias.dt != act))
     return false;
