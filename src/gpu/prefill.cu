@@ -199,14 +199,17 @@ __device__ inline void store_split_pair(uint32_t* row, int jp, float x0, float x
 }
 
 // Rows i < L of a BT x BT matrix f(i, j) into the workspace rows of tokens c0 + i (value head h,
-// offset `at` floats), split (store_split_pair).
-template <int BT, class F>
+// offset `at` floats), split (store_split_pair), by NT threads: a thread keeps one column pair and
+// walks every (NT / (BT / 2))-th row, its row pointer advancing by a constant.
+template <int BT, int NT, class F>
 __device__ void store_split_rows(float* mats, int64_t c0, int L, int64_t HV, int64_t h, int at, bool low, F f) {
-  for (int e = threadIdx.x; e < L * (BT / 2); e += blockDim.x) {
-    const int i = e / (BT / 2), jp = e % (BT / 2);
-    uint32_t* row = reinterpret_cast<uint32_t*>(mats + ((c0 + i) * HV + h) * 2 * kMaxBT + at);
-    store_split_pair<BT>(row, jp, f(i, 2 * jp), f(i, 2 * jp + 1), low);
-  }
+  constexpr int kPairs = BT / 2, kRowStep = NT / kPairs;
+  static_assert(NT % kPairs == 0, "whole rows of pairs a pass");
+  const int jp = int(threadIdx.x) % kPairs;
+  const int64_t row_step = kRowStep * HV * 2 * kMaxBT;
+  float* row = mats + ((c0 + threadIdx.x / kPairs) * HV + h) * 2 * kMaxBT + at;
+  for (int i = threadIdx.x / kPairs; i < L; i += kRowStep, row += row_step)
+    store_split_pair<BT>(reinterpret_cast<uint32_t*>(row), jp, f(i, 2 * jp), f(i, 2 * jp + 1), low);
 }
 
 // Tensor-core kernels: q / k operands as raw bf16 rows (exact, no split) for this activation type.
@@ -465,19 +468,27 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
     // A (strictly lower) in shared memory; Pm straight to the workspace (fp32, or for the
     // tensor-core state kernel as split bf16 words: BT/2 hi words, then BT/2 lo words).
     if (MMA) {
-      for (int e = tid; e < BT * (BT / 2); e += kThreads) {  // column pairs (j, j + 1)
-        const int i = e / (BT / 2), jp = e % (BT / 2);
+      // A thread keeps one column pair (j, j + 1) and walks every kRowStep-th row: its g_j, the
+      // row pointer and the shared-memory offsets advance by constants (ncu: the index and
+      // 64-bit address math of a flat loop were ~half of this loop's instructions).
+      constexpr int kPairs = BT / 2, kRowStep = kThreads / kPairs;
+      static_assert(kThreads % kPairs == 0, "whole rows of pairs a pass");
+      const int jp = tid % kPairs, j0 = 2 * jp;
+      const float gj[2] = {g_s[j0], g_s[j0 + 1]};
+      const int64_t row_step = kRowStep * HV * 2 * kMaxBT;
+      float* row = w.mats + ((c0 + tid / kPairs) * HV + h) * 2 * kMaxBT + kMaxBT;
+#pragma unroll 2
+      for (int i = tid / kPairs; i < BT; i += kRowStep, row += row_step) {
+        const float gi = g_s[i], bi = beta_s[i];
         float pm[2];
+#pragma unroll
         for (int x = 0; x < 2; ++x) {
-          const int j = 2 * jp + x;
-          const float decay = j <= i ? expf(g_s[i] - g_s[j]) : 0.0f;
-          A[i * MS + j] = j < i ? beta_s[i] * KK[i * MS + j] * decay : 0.0f;
+          const int j = j0 + x;
+          const float decay = j <= i ? expf(gi - gj[x]) : 0.0f;
+          A[i * MS + j] = j < i ? bi * KK[i * MS + j] * decay : 0.0f;
           pm[x] = QK[i * MS + j] * decay;
         }
-        if (i < L) {
-          uint32_t* row = reinterpret_cast<uint32_t*>(w.mats + ((c0 + i) * HV + h) * 2 * kMaxBT + kMaxBT);
-          store_split_pair<BT>(row, jp, pm[0], pm[1], p.bf16_products);
-        }
+        if (i < L) store_split_pair<BT>(reinterpret_cast<uint32_t*>(row), jp, pm[0], pm[1], p.bf16_products);
       }
     } else {
       for (int e = tid; e < BT * BT; e += kThreads) {
@@ -493,28 +504,38 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
     // Tb[i][c] = beta_i [i == c] - acc_i, acc_i' += A[i'][i] Tb[i][c] for the rows i' > i. Lane
     // `part` keeps the sums of the rows i' = part mod LPC in registers; the owner of row i hands
     // it to the other lanes of its column by a shuffle, so no barriers. A subgroup skips the rows
-    // above its first column (for 8 columns a subgroup, 59 % of the products).
+    // above its first column (for 8 columns a subgroup, 59 % of the products), a segment of SEG
+    // rows at a time: one branch a segment, none a row (ncu: branches and divergence handling
+    // were ~30 % of the solve's instructions with the test in every row).
     {
-      constexpr int LPC = kThreads / BT, NR = BT / LPC;
+      constexpr int LPC = kThreads / BT, NR = BT / LPC, SEG = 32 / LPC;  // SEG: the columns of a subgroup
+      static_assert(BT / SEG == kThreads / 32, "a segment of rows per subgroup");
       const int c = tid / LPC, part = tid % LPC, first = tid % 32 - part;
-      const int c_first = tid / 32 * (32 / LPC);  // the subgroup's first column
+      const int seg_first = tid / 32;  // the subgroup's first column is seg_first * SEG
+      const float beta_c = beta_s[c];
       float acc[NR] = {};
 #pragma unroll
-      for (int i = 0; i < BT; ++i) {
-        if (i < c_first) {  // above every column of the subgroup: Tb is 0, nothing to add
-          if (part == 0) Tb[i * MS + c] = 0.0f;
+      for (int seg = 0; seg < BT / SEG; ++seg) {
+        if (seg < seg_first) {  // above every column of the subgroup: Tb is 0, nothing to add
+          if (part == 0)
+#pragma unroll
+            for (int i = seg * SEG; i < seg * SEG + SEG; ++i) Tb[i * MS + c] = 0.0f;
           continue;
         }
-        const float s = shfl32(acc[i / LPC], first + i % LPC);
-        const float t = i < c ? 0.0f : (i == c ? beta_s[i] : -s);
-        if (part == 0) Tb[i * MS + c] = t;
 #pragma unroll
-        for (int k = i / LPC; k < NR; ++k) acc[k] += A[(part + LPC * k) * MS + i] * t;
+        for (int i = seg * SEG; i < seg * SEG + SEG; ++i) {
+          const float s = shfl32(acc[i / LPC], first + i % LPC);
+          const float t = i < c ? 0.0f : (i == c ? beta_c : -s);
+          if (part == 0) Tb[i * MS + c] = t;
+#pragma unroll
+          for (int k = i / LPC; k < NR; ++k) acc[k] += A[(part + LPC * k) * MS + i] * t;
+        }
       }
     }
     __syncthreads();
     if (MMA)
-      store_split_rows<BT>(w.mats, c0, L, HV, h, 0, p.bf16_products, [&](int i, int j) { return Tb[i * MS + j]; });
+      store_split_rows<BT, kThreads>(w.mats, c0, L, HV, h, 0, p.bf16_products,
+                                     [&](int i, int j) { return Tb[i * MS + j]; });
     else
       for (int e = tid; e < L * BT; e += kThreads) {
         const int i = e / BT, j = e % BT;
