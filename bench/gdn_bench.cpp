@@ -275,6 +275,10 @@ struct Bench {
       add("launch", std::string("the same, ") + name, time_calls(int(tile_sets), [&](int i, void* s) {
             CU(launch_floor_call(kind, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
           }), double(2 * tile_bytes + 4));
+    if (major >= 9)
+      add("launch", "the same, loads by bulk copies", time_calls(int(tile_sets), [&](int i, void* s) {
+            CU(launch_floor_call(LaunchFloorKind::kTileBulk, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
+          }), double(2 * tile_bytes + 4));
   }
 #endif
 

@@ -16,6 +16,7 @@
 //   16-column tiles: the tile kernel on 256 blocks of 64 threads (still 8 rows x 16 bytes a thread).
 //   split: the same set in contiguous pieces over 128 / 256 / 512 blocks of 128 threads (8 / 4 / 2
 //          x 16 bytes a thread).
+//   bulk:  the tile kernel with its loads by the bulk copy engine (sm_90; one copy a row).
 // No op of libgdn can beat "chain" at small sizes; time / floor there says more against it than
 // against the bytes floor.
 #include <cuda_runtime.h>
@@ -82,6 +83,50 @@ __global__ void split_kernel(const int32_t* index, float4* state) {
   }
 }
 
+// The decode's tile (as tile_kernel<true>) read by the bulk copy engine: one warp issues a
+// 128-byte cp.async.bulk a row into shared memory (completion on an mbarrier), then every thread
+// takes its 8 rows x 16 bytes from there and stores them as tile_kernel does: whether copies that
+// cost the threads one instruction a row move a decode's memory faster than 8 loads a thread.
+__global__ void bulk_tile_kernel(const int32_t* index, float4* state) {
+  wait_previous();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  constexpr int kRows = 128, kCols4 = 128 / 4, kT = 8;
+  __shared__ alignas(128) float4 tile[kRows * kT];
+  __shared__ alignas(8) uint64_t bar;
+  const int tx = threadIdx.x % kT, ty = threadIdx.x / kT;
+  const int64_t head = blockIdx.x / 4, col4 = (blockIdx.x % 4) * kT;
+  float4* p = state + int64_t(index[0]) * kLaunchFloorTileBlocks / 4 * kRows * kCols4 + head * kRows * kCols4 + col4;
+  const uint32_t bar_a = uint32_t(__cvta_generic_to_shared(&bar));
+  if (threadIdx.x == 0)
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\nfence.mbarrier_init.release.cluster;\n" ::"r"(bar_a) : "memory");
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    if (threadIdx.x == 0)
+      asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar_a), "r"(kRows * kT * 16) : "memory");
+    __syncwarp();
+    for (int r = threadIdx.x; r < kRows; r += 32)
+      asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], 128, [%2];\n" ::"r"(
+                       uint32_t(__cvta_generic_to_shared(tile + r * kT))),
+                   "l"(p + r * kCols4), "r"(bar_a)
+                   : "memory");
+  }
+  uint32_t ready = 0;
+  while (!ready)
+    asm volatile("{\n.reg .pred q;\nmbarrier.try_wait.parity.shared::cta.b64 q, [%1], 0;\nselp.u32 %0, 1, 0, q;\n}\n"
+                 : "=r"(ready)
+                 : "r"(bar_a)
+                 : "memory");
+  float4 v[kRows / 16];
+#pragma unroll
+  for (int r = 0; r < kRows / 16; ++r) v[r] = tile[(ty + 16 * r) * kT + tx];
+#pragma unroll
+  for (int r = 0; r < kRows / 16; ++r) {
+    v[r].x += 1.0f;
+    p[(ty + 16 * r) * kCols4 + tx] = v[r];
+  }
+#endif
+}
+
 template <class... KArgs, class... Args>
 cudaError_t launch(bool pdl, unsigned cluster, void (*kernel)(KArgs...), unsigned grid, unsigned block, cudaStream_t s,
                    Args... args) {
@@ -127,6 +172,8 @@ cudaError_t launch_floor_call(LaunchFloorKind kind, bool pdl, const int32_t* ind
       return launch(pdl, 1, split_kernel<4>, kLaunchFloorTileBlocks * 2, 128, stream, index, dst);
     case LaunchFloorKind::kTileSplit2:
       return launch(pdl, 1, split_kernel<2>, kLaunchFloorTileBlocks * 4, 128, stream, index, dst);
+    case LaunchFloorKind::kTileBulk:
+      return launch(pdl, 1, bulk_tile_kernel, kLaunchFloorTileBlocks, 128, stream, index, dst);
     default: return launch(pdl, 8, chain_kernel<true>, blocks, 128, stream, index, src, dst);
   }
 }

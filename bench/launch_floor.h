@@ -11,7 +11,7 @@ int64_t launch_floor_chain_bytes_per_call();
 // bytes of one state set (2 MiB).
 constexpr int kLaunchFloorTileBlocks = 128;
 int64_t launch_floor_tile_set_bytes();
-enum class LaunchFloorKind { kEmpty, kChain, kChainClusters, kTile, kTileColumnWarps, kTile16, kTileSplit8, kTileSplit4, kTileSplit2 };
+enum class LaunchFloorKind { kEmpty, kChain, kChainClusters, kTile, kTileColumnWarps, kTile16, kTileSplit8, kTileSplit4, kTileSplit2, kTileBulk };
 // Enqueues one call: the empty kernel, or the chain kernel (alone or in clusters of 8 with a
 // cluster barrier) reading set index[0] of `in` (sets of launch_floor_chain_bytes_per_call() bytes)
 // into `out`, or the tile kernel on set index[0] of `out` (sets of launch_floor_tile_set_bytes())

@@ -219,7 +219,7 @@ __host__ __device__ constexpr bool raw_qk(int32_t act) { return act == GDN_DTYPE
 template <int BT>
 size_t chunk_smem_floats(int64_t K, bool raw = false) {
   const size_t qk = size_t(2 * BT * (raw ? K / 2 + 4 : row_stride(K))), solve = size_t(2 * BT * (BT + 1));
-  return (qk > solve ? qk : solve) + 2 * BT * (BT + 1) + 4 * BT;
+  return (qk > solve ? qk : solve) + 2 * BT * (BT + 1) + 6 * BT;
 }
 
 // ---- 2. per (chunk, key head): Tb, Pm, gc for each value head of the key head ----
@@ -231,18 +231,17 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
   constexpr bool MMA = KM > 0, RAW = MMA && raw_qk(ACT);
   GDN_DYNAMIC_SMEM(float, smem);
   const int64_t K = MMA ? KM : p.d.K, KP = RAW ? K / 2 + 4 : row_stride(K), HV = p.d.HV, HK = p.d.HK, G = HV / HK;
-  constexpr int MS = BT + 1;  // matrix row stride
+  constexpr int MS = BT + 1;  // matrix row stride: odd, so a column walk is free of bank conflicts
   // q and k live until the Gram matrices are done; A and Tb reuse their space.
   const int64_t qk_floats = 2 * BT * KP > 2 * BT * MS ? 2 * BT * KP : 2 * BT * MS;
   float* q_s = smem;                  // [BT][KP]  (RAW: KP words of bf16 pairs)
   float* k_s = q_s + BT * KP;         // [BT][KP]
-  float* A = smem;                    // [BT][MS]
-  float* Tb = A + BT * MS;            // [BT][MS]
-  float* KK = smem + qk_floats;       // [BT][MS]  k_i . k_j
-  float* QK = KK + BT * MS;           // [BT][MS]  q_i . k_j
-  float* g_s = QK + BT * MS;          // [BT]
-  float* beta_s = g_s + BT;           // [BT]
-  float* qf_s = beta_s + BT;          // [BT]  RAW: the norm factors
+  float* A = smem;                    // [2][BT][MS]  A of one or two value heads, or A and Tb
+  float* KK = smem + qk_floats;       // [BT][MS]  k_i . k_j  (Tb of the first of two value heads)
+  float* QK = KK + BT * MS;           // [BT][MS]  q_i . k_j  (Tb of the second)
+  float* g_s = QK + BT * MS;          // [2][BT]
+  float* beta_s = g_s + 2 * BT;       // [2][BT]
+  float* qf_s = beta_s + 2 * BT;      // [BT]  RAW: the norm factors
   float* kf_s = qf_s + BT;            // [BT]
   const int tid = threadIdx.x;
 
@@ -431,7 +430,10 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
       }
   }
 
-  for (int64_t h = hk * G; h < hk * G + G; ++h) {
+  // Per value head h: its gates, gc, A (strictly lower, into A_h) and Pm (straight to the
+  // workspace: fp32, or for the tensor-core state kernel as split bf16 words: BT/2 hi words, then
+  // BT/2 lo words). g_h / beta_h: its [BT] gate arrays.
+  auto prepare = [&](int64_t h, float* A_h, float* g_h, float* beta_h) {
     float gc = 0.0f;  // g, then its prefix sum
     if (tid < BT) {
       float g = 0.0f, beta = 0.0f;
@@ -446,7 +448,7 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
         }
       }
       gc = g;
-      beta_s[tid] = beta;
+      beta_h[tid] = beta;
     }
     // gc = the inclusive prefix sum of g over the chunk: within each 32-lane subgroup by shuffles
     // (every lane of a subgroup takes part), then the second subgroup adds the first's total.
@@ -459,14 +461,11 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
       }
     }
     __syncthreads();  // also: the Gram matrices complete (q, k dead); the previous head done with A, Tb
-    if (tid < BT) g_s[tid] = gc;
+    if (tid < BT) g_h[tid] = gc;
     __syncthreads();
-    if (tid >= 32 && tid < BT) g_s[tid] = gc += g_s[31];  // g_s[31] is final: no thread changes it here
+    if (tid >= 32 && tid < BT) g_h[tid] = gc += g_h[31];  // g_h[31] is final: no thread changes it here
     if (tid < L) w.gc[(c0 + tid) * HV + h] = gc;
     __syncthreads();
-
-    // A (strictly lower) in shared memory; Pm straight to the workspace (fp32, or for the
-    // tensor-core state kernel as split bf16 words: BT/2 hi words, then BT/2 lo words).
     if (MMA) {
       // A thread keeps one column pair (j, j + 1) and walks every kRowStep-th row: its g_j, the
       // row pointer and the shared-memory offsets advance by constants (ncu: the index and
@@ -474,18 +473,22 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
       constexpr int kPairs = BT / 2, kRowStep = kThreads / kPairs;
       static_assert(kThreads % kPairs == 0, "whole rows of pairs a pass");
       const int jp = tid % kPairs, j0 = 2 * jp;
-      const float gj[2] = {g_s[j0], g_s[j0 + 1]};
+      const float gj[2] = {g_h[j0], g_h[j0 + 1]};
       const int64_t row_step = kRowStep * HV * 2 * kMaxBT;
       float* row = w.mats + ((c0 + tid / kPairs) * HV + h) * 2 * kMaxBT + kMaxBT;
-#pragma unroll 2
-      for (int i = tid / kPairs; i < BT; i += kRowStep, row += row_step) {
-        const float gi = g_s[i], bi = beta_s[i];
+#pragma unroll
+      for (int n = 0; n < BT / kRowStep; ++n, row += row_step) {
+        const int i = tid / kPairs + n * kRowStep;
+        const float gi = g_h[i], bi = beta_h[i];
         float pm[2];
 #pragma unroll
         for (int x = 0; x < 2; ++x) {
           const int j = j0 + x;
-          const float decay = j <= i ? expf(gi - gj[x]) : 0.0f;
-          A[i * MS + j] = j < i ? bi * KK[i * MS + j] * decay : 0.0f;
+          // The exponential unconditionally, then the mask (a warp spans a whole row, so it took
+          // the exponential's path anyway; the branch around it cost ~4 instructions an element).
+          // Above the diagonal gi - gj may overflow to inf: masked, never multiplied.
+          const float e = expf(gi - gj[x]), decay = j <= i ? e : 0.0f;
+          A_h[i * MS + j] = j < i ? bi * KK[i * MS + j] * decay : 0.0f;
           pm[x] = QK[i * MS + j] * decay;
         }
         if (i < L) store_split_pair<BT>(reinterpret_cast<uint32_t*>(row), jp, pm[0], pm[1], p.bf16_products);
@@ -493,54 +496,72 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
     } else {
       for (int e = tid; e < BT * BT; e += kThreads) {
         const int i = e / BT, j = e % BT;
-        const float decay = j <= i ? expf(g_s[i] - g_s[j]) : 0.0f;
-        A[i * MS + j] = j < i ? beta_s[i] * KK[i * MS + j] * decay : 0.0f;
+        const float decay = j <= i ? expf(g_h[i] - g_h[j]) : 0.0f;
+        A_h[i * MS + j] = j < i ? beta_h[i] * KK[i * MS + j] * decay : 0.0f;
         if (i < L) w.mats[((c0 + i) * HV + h) * 2 * kMaxBT + kMaxBT + j] = QK[i * MS + j] * decay;
       }
     }
-    __syncthreads();
+  };
 
-    // Tb = (I + A)^-1 diag(beta) by forward substitution, one column per LPC lanes, right-looking:
-    // Tb[i][c] = beta_i [i == c] - acc_i, acc_i' += A[i'][i] Tb[i][c] for the rows i' > i. Lane
-    // `part` keeps the sums of the rows i' = part mod LPC in registers; the owner of row i hands
-    // it to the other lanes of its column by a shuffle, so no barriers. A subgroup skips the rows
-    // above its first column (for 8 columns a subgroup, 59 % of the products), a segment of SEG
-    // rows at a time: one branch a segment, none a row (ncu: branches and divergence handling
-    // were ~30 % of the solve's instructions with the test in every row).
-    {
-      constexpr int LPC = kThreads / BT, NR = BT / LPC, SEG = 32 / LPC;  // SEG: the columns of a subgroup
-      static_assert(BT / SEG == kThreads / 32, "a segment of rows per subgroup");
-      const int c = tid / LPC, part = tid % LPC, first = tid % 32 - part;
-      const int seg_first = tid / 32;  // the subgroup's first column is seg_first * SEG
-      const float beta_c = beta_s[c];
-      float acc[NR] = {};
+  // Tb = (I + A)^-1 diag(beta) by forward substitution, one column per LPC lanes, right-looking:
+  // Tb[i][c] = beta_i [i == c] - acc_i, acc_i' += A[i'][i] Tb[i][c] for the rows i' > i. Lane
+  // `part` keeps the sums of the rows i' = part mod LPC in registers; the owner of row i hands
+  // it to the other lanes of its column by a shuffle, so no barriers. The subgroup solves the
+  // SEG columns from seg_first * SEG and skips the rows above them (for 8 columns a subgroup, 59 %
+  // of the products), a segment of SEG rows at a time: one branch a segment, none a row (ncu:
+  // branches and divergence handling were ~30 % of the solve's instructions with the test in every
+  // row).
+  constexpr int LPC = kThreads / BT, NR = BT / LPC, SEG = 32 / LPC;  // SEG: the columns of a subgroup
+  static_assert(BT / SEG == kThreads / 32 && LPC % 2 == 0 && SEG % 2 == 0, "a segment of rows per subgroup");
+  const int part = tid % LPC, first = tid % 32 - part;
+  auto solve = [&](const float* A_h, float* Tb_h, const float* beta_h, int seg_first) {
+    const int c = seg_first * SEG + tid % 32 / LPC;
+    const float beta_c = beta_h[c];
+    float acc[NR] = {};
 #pragma unroll
-      for (int seg = 0; seg < BT / SEG; ++seg) {
-        if (seg < seg_first) {  // above every column of the subgroup: Tb is 0, nothing to add
-          if (part == 0)
+    for (int seg = 0; seg < BT / SEG; ++seg) {
+      if (seg < seg_first) {  // above every column of the subgroup: Tb is 0, nothing to add
+        if (part == 0)
 #pragma unroll
-            for (int i = seg * SEG; i < seg * SEG + SEG; ++i) Tb[i * MS + c] = 0.0f;
-          continue;
-        }
+          for (int i = seg * SEG; i < seg * SEG + SEG; ++i) Tb_h[i * MS + c] = 0.0f;
+        continue;
+      }
 #pragma unroll
-        for (int i = seg * SEG; i < seg * SEG + SEG; ++i) {
-          const float s = shfl32(acc[i / LPC], first + i % LPC);
-          const float t = i < c ? 0.0f : (i == c ? beta_c : -s);
-          if (part == 0) Tb[i * MS + c] = t;
+      for (int i = seg * SEG; i < seg * SEG + SEG; ++i) {
+        const float s = shfl32(acc[i / LPC], first + i % LPC);
+        const float t = i < c ? 0.0f : (i == c ? beta_c : -s);
+        if (part == 0) Tb_h[i * MS + c] = t;
 #pragma unroll
-          for (int k = i / LPC; k < NR; ++k) acc[k] += A[(part + LPC * k) * MS + i] * t;
-        }
+        for (int k = i / LPC; k < NR; ++k) acc[k] += A_h[(part + LPC * k) * MS + i] * t;
       }
     }
+  };
+
+  // The value heads of the key head one at a time (A and Tb in the first region), or -- with two
+  // (Qwen3-Next) -- both at once: A of both first, then both solves with Tb where KK and QK were,
+  // subgroup w solving the first head's columns from SEG w and the second's from SEG (7 - w), so
+  // every subgroup has the same number of rows to walk (a single solve's subgroup 0 walks all 64
+  // rows while subgroup 7 walks 8, and the block waits for it).
+  const int pass = G == 2 ? 2 : 1, sg = tid / 32, sgs = kThreads / 32;
+  for (int64_t h0 = hk * G; h0 < hk * G + G; h0 += pass) {
+#pragma unroll 1
+    for (int u = 0; u < pass; ++u) prepare(h0 + u, A + u * BT * MS, g_s + u * BT, beta_s + u * BT);
     __syncthreads();
-    if (MMA)
-      store_split_rows<BT, kThreads>(w.mats, c0, L, HV, h, 0, p.bf16_products,
-                                     [&](int i, int j) { return Tb[i * MS + j]; });
-    else
-      for (int e = tid; e < L * BT; e += kThreads) {
-        const int i = e / BT, j = e % BT;
-        w.mats[((c0 + i) * HV + h) * 2 * kMaxBT + j] = Tb[i * MS + j];
-      }
+    float* Tb = pass == 2 ? KK : A + BT * MS;
+#pragma unroll 1
+    for (int u = 0; u < pass; ++u) solve(A + u * BT * MS, Tb + u * BT * MS, beta_s + u * BT, u == 0 ? sg : sgs - 1 - sg);
+    __syncthreads();
+    for (int u = 0; u < pass; ++u) {
+      const float* Tb_h = Tb + u * BT * MS;
+      if (MMA)
+        store_split_rows<BT, kThreads>(w.mats, c0, L, HV, h0 + u, 0, p.bf16_products,
+                                       [&](int i, int j) { return Tb_h[i * MS + j]; });
+      else
+        for (int e = tid; e < L * BT; e += kThreads) {
+          const int i = e / BT, j = e % BT;
+          w.mats[((c0 + i) * HV + h0 + u) * 2 * kMaxBT + j] = Tb_h[i * MS + j];
+        }
+    }
   }
 }
 
