@@ -11,9 +11,10 @@
 //        S <- exp(gc_last) S + K^T Vd on their 64 state rows (fp32, in registers for the whole
 //        sequence) -> S^T for the next chunk.
 // A chunk: K S, Q S and K^T; a barrier of WG0's own (R^T is its own; the others take barriers of
-// their own there); Tb R; a block barrier; the update and O += Pm Vn; a block barrier. The next
-// chunk's inputs are loaded a chunk ahead into double buffers (load_qk / copy_mats_v), its decays
-// and norm factors a chunk ahead into registers.
+// their own there); Tb R; a block barrier; the update and O += Pm Vn; a block barrier. q and k
+// are copied two chunks ahead into staging rows and moved into a double buffer of core tiles a
+// chunk ahead (stage_qk / unstage_qk), Tb, Pm and v a chunk ahead (copy_mats_v), the decays and
+// norm factors a chunk ahead into registers.
 // Bf16 products only (the layer's GDN_PRECISION_BF16: every operand rounded to bf16, the state
 // itself kept in fp32): with split operands for fp32 accuracy (two or three products each) this
 // kernel measured slower than state_mma_kernel on the H100 (docs/perf-notes.md, session 11), so
@@ -24,8 +25,11 @@ constexpr int kWgBT = 64, kWgK = 128, kWgThreads = 512;
 // Shared memory (bytes): tiles in the core layout (wgmma.hpp), all 128-byte aligned.
 constexpr int kWgQK = kWgBT * kWgK, kWgKT = kWgK * kWgBT, kWgST = kBV * kWgK, kWgMT = kWgBT * kWgBT,
               kWgVT = kBV * kWgBT, kWgVin = kWgBT * kBV;
-constexpr size_t kWgSmemBytes =
-    size_t(4 * kWgQK + kWgKT + kWgST + 4 * kWgMT + 3 * kWgVT + 2 * kWgVin) * 2 + 2 * 4 * kWgBT * sizeof(float);
+// q / k staging rows (row-major, padded by 16 bytes so that 8 rows at one column are 8 different
+// bank groups): [buffer][q, k] BT x kWgSP.
+constexpr int kWgSP = kWgK + 8, kWgStage = kWgBT * kWgSP;
+constexpr size_t kWgSmemBytes = size_t(4 * kWgQK + kWgKT + kWgST + 4 * kWgMT + 3 * kWgVT + 2 * kWgVin + 4 * kWgStage) * 2 +
+                                2 * 4 * kWgBT * sizeof(float);
 
 // x (a 64 x 32 accumulator of this thread's warpgroup, rows r0 .. of the product) rounded to
 // bf16 and transposed into the core-layout tile `t` with C columns: element (column, r0 + row).
@@ -63,7 +67,8 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   uint16_t* nt = rt + kWgVT;       // Vn^T
   uint16_t* vt = nt + kWgVT;       // Vd^T
   uint16_t* vin = vt + kWgVT;      // [buffer]  BT x NB  raw v rows (row-major)
-  float* sc = reinterpret_cast<float*>(vin + 2 * kWgVin);  // [buffer][rf, of, uf, eg]  BT
+  uint16_t* stage = vin + 2 * kWgVin;  // [buffer][q, k]  BT x kWgSP  raw rows, two chunks ahead
+  float* sc = reinterpret_cast<float*>(stage + 4 * kWgStage);  // [buffer][rf, of, uf, eg]  BT
   enum { kRf = 0, kOf = BT, kUf = 2 * BT, kEg = 3 * BT };
 
   const int64_t HV = p.d.HV, HK = p.d.HK;
@@ -78,32 +83,35 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   auto col_of = [&](int i) { return 8 * (i / 4) + 2 * q4 + i % 2; };
   const TokenRows q_rows(p.q, hk), k_rows(p.k, hk), v_rows(p.v, h), out_rows(p.out, h);
 
-  // The next chunk's inputs, into buffer b. q and k (32 KB) go through the registers of WG2 and
-  // WG3: loaded while K S runs, stored while WG0 runs Tb R; each warp step moves 8 rows x 64
-  // contiguous bytes (2-sector L2 requests -- 16-byte cp.async copies into the core layout made
-  // one request each, and the request rate saturated L2). Step s of warp wu (0 .. 7), lane l:
-  // rows 8 (2 (s % 4) + wu / 4) + l / 4, 16-byte pieces 4 (wu % 4) + l % 4 of q (s < 4) or k. Tb
-  // and Pm (their hi halves: bf16) and v come by cp.async from WG1 (issued before Q S, awaited at the
-  // end of the chunk). Rows past the chunk's end are zero (the products read every row).
-  const int lrow = (tid % 32) / 4, lx = tid % 4, wq = (tid / 32) % 8;
-  auto qk_at = [&](int step, int& row, int& x) { row = 8 * (2 * (step % 4) + wq / 4) + lrow, x = 8 * (4 * (wq % 4) + lx); };
-  uint4 pre[8];
-  auto load_qk = [&](int64_t c) {
-    const int Lc = chunk_len<BT>(c, end);
+  // q and k (32 KB a chunk) two chunks ahead: WG2 and WG3 copy the raw rows by cp.async into
+  // row-major staging (a warp: 2 rows x 256 contiguous bytes, so the L2 requests merge -- 16-byte
+  // copies straight into the core layout made one request each, and the request rate saturated
+  // L2), then, a chunk later while WG0 runs Tb R, move them into the core layout (16-byte shared
+  // loads and stores: 8 lanes = 8 rows of one core matrix, conflict-free both ways). Rows past the
+  // chunk's end are zero (the products read every row). Tb and Pm (their hi halves: bf16) and v
+  // come by cp.async from WG1 (issued before Q S, awaited at the end of the chunk).
+  const int t2 = tid % 256;
+  auto stage_qk = [&](int64_t c, int sb) {  // one commit group, empty past the end
+    if (c < end) {
+      const int Lc = chunk_len<BT>(c, end);
 #pragma unroll
-    for (int step = 0; step < 8; ++step) {
-      int row, x;
-      qk_at(step, row, x);
-      const TokenRows& rows = step < 4 ? q_rows : k_rows;
-      pre[step] = row < Lc ? *reinterpret_cast<const uint4*>(rows.row<uint16_t>(c + row) + x) : make_uint4(0, 0, 0, 0);
+      for (int u = 0; u < 8; ++u) {
+        const int row = t2 / 16 + 16 * (u % 4), x = 8 * (t2 % 16);
+        uint16_t* d = stage + (2 * sb + u / 4) * kWgStage + row * kWgSP + x;
+        if (row < Lc)
+          async_copy16(d, (u < 4 ? q_rows : k_rows).row<uint16_t>(c + row) + x);
+        else
+          *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
+      }
     }
+    async_commit();
   };
-  auto store_qk = [&](int b) {
+  auto unstage_qk = [&](int sb, int b) {  // staging sb -> the core tiles of buffer b
 #pragma unroll
-    for (int step = 0; step < 8; ++step) {
-      int row, x;
-      qk_at(step, row, x);
-      *reinterpret_cast<uint4*>(qk + (2 * b + step / 4) * kWgQK + core_at(row, x, K)) = pre[step];
+    for (int u = 0; u < 8; ++u) {
+      const int idx = t2 + 256 * (u % 4), row = 8 * (idx / 128) + idx % 8, x = 8 * ((idx / 8) % 16);
+      *reinterpret_cast<uint4*>(qk + (2 * b + u / 4) * kWgQK + core_at(row, x, K)) =
+          *reinterpret_cast<const uint4*>(stage + (2 * sb + u / 4) * kWgStage + row * kWgSP + x);
     }
   };
   // WG1 (t1 = 0 .. 127): Tb and Pm rows t1 / 8 + 16 q (q = 0 .. 3), piece t1 % 8; v rows
@@ -180,13 +188,16 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   load_scalars(start + BT);
   if (start < end) {
     if (wg >= 2) {
-      load_qk(start);
-      store_qk(0);
+      stage_qk(start, 0);
+      stage_qk(start + BT, 1);
+      async_wait<1>();
     } else if (wg == 1) {
       copy_mats_v(start, 0);
       async_wait<0>();
     }
   }
+  __syncthreads();
+  if (wg >= 2 && start < end) unstage_qk(0, 0);
   wgmma_proxy_fence();
   __syncthreads();
 
@@ -227,10 +238,11 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       } else {
         for (int i = 0; i < 16; ++i) o[i] = s[kOf + row_of(i)] * acc[i];
       }
-    } else {  // the next chunk's copies, then K^T
-      if (c1 < end) load_qk(c1);
+    } else {  // the copies of the chunk after next (into the staging this chunk's rows left), then K^T
+      stage_qk(c1 + BT, b);
       transpose_k(k_t, m0);
       wgmma_proxy_fence();
+      async_wait<1>();  // the next chunk's rows (this thread's copies; the barrier below: all of them)
     }
     // R^T is WG0's own: it waits for its four warps only (K^T waits for the barrier after Tb R).
     // WG1 and WG2 + WG3 take barriers of their own here too, so that every thread passes the
@@ -257,7 +269,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       store_acc_t(vt, BT, 0, vn);
       wgmma_proxy_fence();
     } else if (wg >= 2) {  // while WG0 runs Tb R: the next chunk's q / k (the buffer's last
-      if (c1 < end) store_qk(b ^ 1);  // readers were the previous chunk's), the state's decay
+      if (c1 < end) unstage_qk(b ^ 1, b ^ 1);  // readers were the previous chunk's), the state's decay
       const float e_last = s[kEg + L - 1];
       for (int i = 0; i < 16; ++i) sr[i] *= e_last;
     }
@@ -279,7 +291,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       write_scalars(b ^ 1, chunk_len<BT>(c1, end));
       load_scalars(c1 + BT);
     }
-    async_wait<0>();  // WG1's copies of the next chunk
+    if (wg == 1) async_wait<0>();  // WG1's copies of the next chunk
     wgmma_proxy_fence();
     __syncthreads();
   }
