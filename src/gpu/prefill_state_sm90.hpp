@@ -90,53 +90,86 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   // loads and stores: 8 lanes = 8 rows of one core matrix, conflict-free both ways). Rows past the
   // chunk's end are zero (the products read every row). Tb and Pm (their hi halves: bf16) and v
   // come by cp.async from WG1 (issued before Q S, awaited at the end of the chunk).
-  const int t2 = tid % 256;
+  // The per-thread part of every copy's addressing is fixed (row r2 + 16 u, piece x2); a chunk
+  // adds c rows, and a full chunk takes no per-copy tests (ncu: ~29 instructions a copy, 64-bit
+  // address math and a branch each, were a fifth of the kernel's instructions).
+  const int t2 = tid % 256, r2 = t2 / 16, x2 = 8 * (t2 % 16);
+  const char* q_src = q_rows.base + r2 * q_rows.stride + 2 * x2;
+  const char* k_src = k_rows.base + r2 * k_rows.stride + 2 * x2;
+  uint16_t* const stage_dst = stage + r2 * kWgSP + x2;
   auto stage_qk = [&](int64_t c, int sb) {  // one commit group, empty past the end
     if (c < end) {
       const int Lc = chunk_len<BT>(c, end);
+      const char* qs = q_src + c * q_rows.stride;
+      const char* ks = k_src + c * k_rows.stride;
+      uint16_t* d = stage_dst + 2 * sb * kWgStage;
+      if (Lc == BT) {
 #pragma unroll
-      for (int u = 0; u < 8; ++u) {
-        const int row = t2 / 16 + 16 * (u % 4), x = 8 * (t2 % 16);
-        uint16_t* d = stage + (2 * sb + u / 4) * kWgStage + row * kWgSP + x;
-        if (row < Lc)
-          async_copy16(d, (u < 4 ? q_rows : k_rows).row<uint16_t>(c + row) + x);
-        else
-          *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
+        for (int u = 0; u < 4; ++u) {
+          async_copy16(d + 16 * u * kWgSP, qs + 16 * u * q_rows.stride);
+          async_copy16(d + kWgStage + 16 * u * kWgSP, ks + 16 * u * k_rows.stride);
+        }
+      } else {
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          if (r2 + 16 * u < Lc) {
+            async_copy16(d + 16 * u * kWgSP, qs + 16 * u * q_rows.stride);
+            async_copy16(d + kWgStage + 16 * u * kWgSP, ks + 16 * u * k_rows.stride);
+          } else {
+            *reinterpret_cast<uint4*>(d + 16 * u * kWgSP) = make_uint4(0, 0, 0, 0);
+            *reinterpret_cast<uint4*>(d + kWgStage + 16 * u * kWgSP) = make_uint4(0, 0, 0, 0);
+          }
+        }
       }
     }
     async_commit();
   };
+  // unstage: row 8 (t2 / 128) + t2 % 8 + 16 u, piece (t2 / 8) % 16 of q (u < 4) or k.
+  const int un_row = 8 * (t2 / 128) + t2 % 8, un_x = 8 * ((t2 / 8) % 16);
+  const int un_src = un_row * kWgSP + un_x, un_dst = core_at(un_row, un_x, K);
   auto unstage_qk = [&](int sb, int b) {  // staging sb -> the core tiles of buffer b
+    const uint16_t* src = stage + 2 * sb * kWgStage + un_src;
+    uint16_t* dst = qk + 2 * b * kWgQK + un_dst;
 #pragma unroll
-    for (int u = 0; u < 8; ++u) {
-      const int idx = t2 + 256 * (u % 4), row = 8 * (idx / 128) + idx % 8, x = 8 * ((idx / 8) % 16);
-      *reinterpret_cast<uint4*>(qk + (2 * b + u / 4) * kWgQK + core_at(row, x, K)) =
-          *reinterpret_cast<const uint4*>(stage + (2 * sb + u / 4) * kWgStage + row * kWgSP + x);
-    }
+    for (int u = 0; u < 8; ++u)  // + 16 rows: 16 kWgSP staging, 16 K core-layout elements
+      *reinterpret_cast<uint4*>(dst + (u / 4) * kWgQK + 16 * K * (u % 4)) =
+          *reinterpret_cast<const uint4*>(src + (u / 4) * kWgStage + 16 * kWgSP * (u % 4));
   };
+
   // WG1 (t1 = 0 .. 127): Tb and Pm rows t1 / 8 + 16 q (q = 0 .. 3), piece t1 % 8; v rows
-  // t1 / 4 + 32 q (q = 0, 1), piece t1 % 4.
+  // t1 / 4 + 32 q (q = 0, 1), piece t1 % 4. Fixed per-thread addressing as in stage_qk.
   const int t1 = tid % 128;
+  const float* mats_src = mats + (t1 / 8) * mats_stride + 4 * (t1 % 8);
+  const int mats_dst = core_at(t1 / 8, 8 * (t1 % 8), BT);  // + 16 BT a step of 16 rows
+  const char* v_src = v_rows.base + (t1 / 4) * v_rows.stride + 2 * (v0 + 8 * (t1 % 4));
+  const int v_dst = (t1 / 4) * NB + 8 * (t1 % 4);
   auto copy_mats_v = [&](int64_t c, int b) {
     const int Lc = chunk_len<BT>(c, end);
-    auto zero16 = [](uint16_t* d) { *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0); };
+    const float* ms = mats_src + c * mats_stride;
+    const char* vs = v_src + c * v_rows.stride;
+    uint16_t* md = mt + 2 * b * kWgMT + mats_dst;
+    uint16_t* vd = vin + b * kWgVin + v_dst;
+    if (Lc == BT) {
 #pragma unroll
-    for (int pm = 0; pm < 2; ++pm) {
-      const int x = 8 * (t1 % 8);
+      for (int q = 0; q < 4; ++q)
 #pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const int row = t1 / 8 + 16 * q;
-        uint16_t* d = mt + (2 * b + pm) * kWgMT + core_at(row, x, BT);
-        if (row < Lc)
-          async_copy16(d, mats + (c + row) * mats_stride + pm * kMaxBT + x / 2);
-        else
-          zero16(d);
-      }
-    }
+        for (int pm = 0; pm < 2; ++pm) async_copy16(md + pm * kWgMT + 16 * BT * q, ms + 16 * q * mats_stride + pm * kMaxBT);
 #pragma unroll
-    for (int q = 0; q < 2; ++q) {
-      const int row = t1 / 4 + 32 * q;
-      if (row < Lc) async_copy16(vin + b * kWgVin + row * NB + 8 * (t1 % 4), v_rows.row<uint16_t>(c + row) + v0 + 8 * (t1 % 4));
+      for (int q = 0; q < 2; ++q) async_copy16(vd + 32 * NB * q, vs + 32 * q * v_rows.stride);
+    } else {
+#pragma unroll
+      for (int q = 0; q < 4; ++q)
+#pragma unroll
+        for (int pm = 0; pm < 2; ++pm) {
+          uint16_t* d = md + pm * kWgMT + 16 * BT * q;
+          if (t1 / 8 + 16 * q < Lc)
+            async_copy16(d, ms + 16 * q * mats_stride + pm * kMaxBT);
+          else
+            *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+      for (int q = 0; q < 2; ++q)
+        if (t1 / 4 + 32 * q < Lc) async_copy16(vd + 32 * NB * q, vs + 32 * q * v_rows.stride);
     }
     async_commit();
   };
@@ -174,6 +207,10 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       s[kRf + tid] = eg * nx_kf, s[kOf + tid] = eg * nx_qf, s[kUf + tid] = ed * nx_kf, s[kEg + tid] = eg;
     }
   };
+
+  // WG1's output words: row r_out of the chunk, columns v0 + 2 q4 .. (row_of / col_of of entry 0).
+  const int r_out = row_of(0);
+  char* const out_c0 = out_rows.base + r_out * out_rows.stride + 2 * (v0 + col_of(0));
 
   // WG2 / WG3: state rows m0 .. m0 + 63, columns v0 ..: fp32 accumulators for the whole sequence.
   const int m0 = 64 * (wg - 2);
@@ -278,10 +315,14 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
     if (wg == 1) {  // O += Pm Vn, to the output
       wgmma_issue_m64n32<BT>(o, pm, 0, nt);
       wgmma_wait<0>(o);
-      for (int i = 0; i < 16; i += 2) {  // columns col_of(i), col_of(i) + 1 as one word
-        const int row = row_of(i);
-        if (row < L)
-          *reinterpret_cast<uint32_t*>(out_rows.row<uint16_t>(c0 + row) + v0 + col_of(i)) = pack_bf16x2(o[i], o[i + 1]);
+      // Columns col_of(i), col_of(i) + 1 as one word: rows r_out (h = 0) and r_out + 8 (h = 1),
+      // 16-byte steps along the row (i / 4); a full chunk tests no row.
+      char* ob = out_c0 + c0 * out_rows.stride;
+#pragma unroll
+      for (int i = 0; i < 16; i += 2) {
+        const int hh = (i / 2) % 2;
+        if (L == BT || r_out + 8 * hh < L)
+          *reinterpret_cast<uint32_t*>(ob + 8 * hh * out_rows.stride + 16 * (i / 4)) = pack_bf16x2(o[i], o[i + 1]);
       }
     } else if (wg >= 2) {  // S <- exp(gc_last) S + K^T Vd, to S^T
       wgmma_issue_m64n32<BT>(sr, kt, m0, vt);

@@ -96,9 +96,11 @@ __device__ __forceinline__ void wgmma_m64n32(float (&d)[16], uint64_t a, uint64_
 // tiles with C columns, issued as one committed group (the caller waits for it).
 template <int C>
 __device__ __forceinline__ void wgmma_issue_m64n32(float (&d)[16], const uint16_t* a, int r0, const uint16_t* b) {
+  // A k-step moves both descriptors by two core matrices (256 bytes: 16 in the address field).
+  const uint64_t da = wgmma_desc(a, C, r0, 0), db = wgmma_desc(b, C, 0, 0);
   wgmma_fence();
 #pragma unroll
-  for (int k0 = 0; k0 < C; k0 += 16) wgmma_m64n32(d, wgmma_desc(a, C, r0, k0), wgmma_desc(b, C, 0, k0), true);
+  for (int k0 = 0; k0 < C; k0 += 16) wgmma_m64n32(d, da + uint64_t(k0), db + uint64_t(k0), true);
   wgmma_commit();
 }
 
