@@ -315,7 +315,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
     if (wg == 1) {  // O += Pm Vn, to the output
       wgmma_issue_m64n32<BT>(o, pm, 0, nt);
       wgmma_wait<0>(o);
-      // Columns col_of(i), col_of(i) + 1 as one word: rows r_out (h = 0) and r_out + 8 (h = 1),
+      // Columns col_of(i), col_of(i) + 1 as one word: rows r_out (hh = 0) and r_out + 8 (hh = 1),
       // 16-byte steps along the row (i / 4); a full chunk tests no row.
       char* ob = out_c0 + c0 * out_rows.stride;
 #pragma unroll
