@@ -859,6 +859,11 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
   const int nt = warp % 4, mt0 = 2 * (warp / 4);
   auto m_of = [&](int u, int r) { return 16 * (mt0 + u) + g + 8 * r; };
   auto c_of = [&](int c) { return 8 * nt + 2 * t + c; };
+  // This thread's v entries and output entries of a chunk: rows io, io + 8 (of the warp's 16-row
+  // block), columns c_of(0), c_of(1); from fixed row-0 pointers plus the chunk's rows.
+  const int io = 16 * (warp / 4) + g;
+  const char* const v_c0 = v_rows.base + io * v_rows.stride + int64_t(sizeof(Raw)) * (v0 + c_of(0));
+  char* const o_c0 = out_rows.base + io * out_rows.stride + int64_t(sizeof(Raw)) * (v0 + c_of(0));
   uint16_t* st16_hi = reinterpret_cast<uint16_t*>(st_hi);
   uint16_t* st16_lo = reinterpret_cast<uint16_t*>(st_lo);
   float sr[2][4];
@@ -966,9 +971,13 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     // This thread's v entries for R (rows 16 mt + g (+ 8), columns c_of(0 / 1)), loaded early
     // and kept raw: converted where R is formed, so the load latency overlaps the work between.
     Raw v_in[4];
-    for (int e = 0; e < 4; ++e) {
-      const int i = 16 * (warp / 4) + g + 8 * (e / 2);
-      v_in[e] = i < L ? v_rows.row<Raw>(c0 + i)[v0 + c_of(e % 2)] : Raw(0);
+    {
+      const Raw* vr = reinterpret_cast<const Raw*>(v_c0 + c0 * v_rows.stride);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {  // row io + 8 (e / 2), column c_of(e % 2); a full chunk tests no row
+        const Raw* at = reinterpret_cast<const Raw*>(reinterpret_cast<const char*>(vr) + 8 * (e / 2) * v_rows.stride) + e % 2;
+        v_in[e] = (L == BT || io + 8 * (e / 2) < L) ? *at : Raw(0);
+      }
     }
     async_wait<1>();  // the raw rows (all groups but the newest, Tb / Pm)
     __syncthreads();
@@ -1073,10 +1082,10 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
       float corr[4] = {};
       const SplitTile VnB{nt_hi, nt_lo, TW};
       tri_product<LOW>(o, corr, PmA, VnB, mt, nt);
-      for (int e = 0; e < 4; ++e) {
-        const int i = 16 * mt + g + 8 * (e / 2);
-        if (i < L) Elem<ACT>::store(out_rows.row<Raw>(c0 + i), v0 + c_of(e % 2), o[e] + corr[e]);
-      }
+      char* orow = o_c0 + c0 * out_rows.stride;
+#pragma unroll
+      for (int e = 0; e < 4; ++e)  // as v_in
+        if (L == BT || io + 8 * (e / 2) < L) Elem<ACT>::store(orow + 8 * (e / 2) * out_rows.stride, e % 2, o[e] + corr[e]);
     }
 
     // S <- exp(gc_last) S + K^T (exp(gc_last - gc) Vn) on the warp's two state tiles (one B

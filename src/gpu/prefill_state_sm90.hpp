@@ -189,22 +189,25 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
 #endif
     }
   };
-  // Per-token factors, a chunk ahead in registers (threads 0 .. BT - 1, one token each).
+  // Per-token factors, a chunk ahead in registers: WG1's threads t1 < BT, one token each. (Not
+  // WG0's: a warp's proxy fence (MEMBAR) waits for its outstanding global loads, and WG0's fences
+  // are on the chunk's chain; WG1 loads them at a chunk's start and fences at its end.)
+  const bool scal = wg == 1 && t1 < BT;
   float nx_gc = 0.0f, nx_last = 0.0f, nx_qf = 0.0f, nx_kf = 0.0f;
   auto load_scalars = [&](int64_t c) {
     const int Lc = chunk_len<BT>(c, end);
-    if (tid < BT && c < end) {
+    if (scal && c < end) {
       nx_last = gcs[(c + Lc - 1) * HV];
-      nx_gc = tid < Lc ? gcs[(c + tid) * HV] : 0.0f;
-      nx_qf = tid < Lc ? norms[(c + tid) * 2 * HK + 0] : 0.0f;
-      nx_kf = tid < Lc ? norms[(c + tid) * 2 * HK + 1] : 0.0f;
+      nx_gc = t1 < Lc ? gcs[(c + t1) * HV] : 0.0f;
+      nx_qf = t1 < Lc ? norms[(c + t1) * 2 * HK + 0] : 0.0f;
+      nx_kf = t1 < Lc ? norms[(c + t1) * 2 * HK + 1] : 0.0f;
     }
   };
   auto write_scalars = [&](int b, int Lc) {
-    if (tid < BT) {
-      const float eg = tid < Lc ? expf(nx_gc) : 0.0f, ed = tid < Lc ? expf(nx_last - nx_gc) : 0.0f;
+    if (scal) {
+      const float eg = t1 < Lc ? expf(nx_gc) : 0.0f, ed = t1 < Lc ? expf(nx_last - nx_gc) : 0.0f;
       float* s = sc + b * 4 * BT;
-      s[kRf + tid] = eg * nx_kf, s[kOf + tid] = eg * nx_qf, s[kUf + tid] = ed * nx_kf, s[kEg + tid] = eg;
+      s[kRf + t1] = eg * nx_kf, s[kOf + t1] = eg * nx_qf, s[kUf + t1] = ed * nx_kf, s[kEg + t1] = eg;
     }
   };
 
@@ -250,7 +253,11 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
 
     // K S (WG0) and Q S (WG1); K^T (WG2, WG3).
     float o[16] = {};
-    if (wg == 1 && c1 < end) copy_mats_v(c1, b ^ 1);
+    if (wg == 1 && c1 < end) {  // the next chunk's inputs (buffer b ^ 1's last readers were the last chunk's)
+      copy_mats_v(c1, b ^ 1);
+      write_scalars(b ^ 1, chunk_len<BT>(c1, end));
+      load_scalars(c1 + BT);
+    }
     if (wg < 2) {
       float acc[16] = {};
       wgmma_issue_m64n32<K>(acc, wg == 0 ? k_t : q_t, 0, st);
@@ -328,9 +335,6 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       wgmma_issue_m64n32<BT>(sr, kt, m0, vt);
       wgmma_wait<0>(sr);
       store_acc_t(st, K, m0, sr);
-    } else if (c1 < end) {  // WG0: the next chunk's factors
-      write_scalars(b ^ 1, chunk_len<BT>(c1, end));
-      load_scalars(c1 + BT);
     }
     if (wg == 1) async_wait<0>();  // WG1's copies of the next chunk
     wgmma_proxy_fence();
