@@ -306,4 +306,57 @@ TEST(PrefillDecay, WeakStrongEdgeAndRisingGates) {
   }
 }
 
+// Weak decays (|g| <= 0.05 a token: a chunk keeps >= e^-3.2 of its state) over several chunks of
+// Qwen3-Next's head shape, varlen with and without initial states: every term carried from one
+// chunk into the next moves the output (the warpgroup kernel's cross-chunk Gram term among them;
+// with the random gates of the other tests a missing one stays inside their tolerance). Worst
+// error relative to the largest value, both precisions.
+TEST(PrefillDecay, WeakDecayAcrossChunks) {
+  for (int32_t precision : {GDN_PRECISION_FP32, GDN_PRECISION_BF16}) {
+    Ctx ctx;
+    gdn_layer_config cfg = small_config(2, 4, 128, 128, GDN_DTYPE_BF16, GDN_DTYPE_F32);
+    cfg.prefill_precision = precision;
+    Layer layer(ctx.ctx, cfg);
+    const std::vector<int64_t> lens = {300, 1, 129, 64};
+    const int64_t N = int64_t(lens.size()), slots = N + 2;
+    int64_t T = 0;
+    for (int64_t l : lens) T += l;
+    GdnCase c(cfg, {T}, slots, 4242, false);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < c.HV; ++h) c.g.set(t * c.HV + h, -0.01 - 0.04 * double((7 * t + 13 * h) % 17) / 17.0);
+    Buf cu(GDN_DTYPE_I32, {N + 1}), slot_idx(GDN_DTYPE_I32, {N}), has_init(GDN_DTYPE_BOOL, {N});
+    for (int64_t n = 0; n < N; ++n) {
+      cu.set(n + 1, cu.get(n) + double(lens[size_t(n)]));
+      slot_idx.set(n, double(slots - 1 - n));
+      has_init.set(n, n != 2);
+    }
+    const std::vector<double> pool0 = c.state.values();
+    std::vector<double> pool = pool0, want(size_t(c.out.numel()), 0.0);
+    for (int64_t n = 0; n < N; ++n)
+      c.run_sequence(pool0, slots - 1 - n, n != 2, int64_t(cu.get(n)), int64_t(cu.get(n + 1)), pool, slots - 1 - n, want);
+    auto args = make_args<gdn_prefill_args>();
+    c.fill_args(args);
+    args.cu_seqlens = cu.view();
+    args.slot_idx = slot_idx.view();
+    args.has_initial_state = has_init.view();
+    Workspace ws;
+    ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer.layer, T, N, b); }));
+    ASSERT_EQ(call(gdn_prefill, layer.layer, &args, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
+    auto rel_err = [](const std::vector<double>& got, const std::vector<double>& ref) {
+      double err = 0.0, top = 0.0;
+      for (size_t i = 0; i < ref.size(); ++i) {
+        const double e = std::fabs(got[i] - ref[i]);
+        err = std::isnan(e) || e > err ? (std::isnan(e) ? 1e300 : e) : err;
+        top = std::max(top, std::fabs(ref[i]));
+      }
+      return err / top;
+    };
+    // out: bf16, ~3e-3 of the largest value by its rounding alone (the CPU backend's too).
+    const double eo = rel_err(c.out.values(), want), es = rel_err(c.state.values(), pool);
+    std::printf("precision %d: out %.3g, state %.3g of the largest value\n", precision, eo, es);
+    EXPECT_LT(eo, 5e-3) << "out, precision " << precision;
+    EXPECT_LT(es, precision == GDN_PRECISION_BF16 ? 5e-3 : 2e-5) << "state, precision " << precision;
+  }
+}
+
 }  // namespace
