@@ -9,12 +9,14 @@
 // (S_j = the state after chunk j, e_j its total decay, Vd_j = diag(exp(gc_last - gc) kf) Vn_j), so
 // the state update and K_j S_{j-2} run beside the chain instead of on it. Chunk j, one block
 // barrier at its end, four warpgroups with fixed roles:
-//   WG0 (the chain)  R = V - diag(rf) (e_{j-1} X_j + G_j Vd_{j-1}) -> R^T; Vn = Tb R -> Vn^T, Vd^T.
+//   WG0 (the chain)  R = V - diag(rf) (e_{j-1} X_j + G_j Vd_{j-1}) -> R^T; Vn = Tb R -> Vn^T, Vd^T;
+//        its v words a chunk ahead in registers.
 //   WG1  O_{j-1} = diag(of) Q_{j-1} S_{j-2} + Pm_{j-1} Vn_{j-1} -> out (a chunk behind); the copies
-//        of G, Tb, v (a chunk ahead), Pm and the per-token factors.
+//        of G, Tb (a chunk ahead), Pm and the per-token factors.
 //   WG2, WG3  state rows m0 = 64 (wg - 2) .. + 63 in fp32 registers for the whole sequence:
-//        S_{j-1} = e_{j-1} S_{j-2} + K_{j-1}^T Vd_{j-1} -> S^T; then their rows' part of
-//        X_{j+1} = K_{j+1} S_{j-1} (summed into shared memory); the copies of q and k.
+//        S_{j-1} = e_{j-1} S_{j-2} + K_{j-1}^T Vd_{j-1} -> S^T; then their rows' half of
+//        X_{j+1} = K_{j+1} S_{j-1} (WG0 adds the halves: shared-memory float atomics are compare-
+//        and-swap loops on the H100, and cost more than the rest of the update); the copies of q, k.
 // q and k stay in row-major staging (cp.async, a chunk or two ahead) and enter the products as
 // register operands (ldmatrix, .trans for K^T): no core-layout copies or transposes of them.
 // Bf16 products only (the layer's GDN_PRECISION_BF16: every operand rounded to bf16, the state
@@ -27,9 +29,9 @@ constexpr int kWgBT = 64, kWgK = 128, kWgThreads = 512;
 // Shared memory (bytes), all 128-byte aligned: core-layout tiles (wgmma.hpp); q / k staging rows
 // (row-major, padded by 16 bytes so that the 8 rows of an ldmatrix are 8 different bank groups).
 constexpr int kWgSP = kWgK + 8, kWgStage = kWgBT * kWgSP;
-constexpr int kWgST = kBV * kWgK, kWgMT = kWgBT * kWgBT, kWgVT = kBV * kWgBT, kWgVin = kWgBT * kBV;
-constexpr size_t kWgSmemBytes = size_t(6 * kWgStage + 2 * kWgST + 6 * kWgMT + 5 * kWgVT + 2 * kWgVin) * 2 +
-                                size_t(2 * kWgBT * kBV + 3 * 4 * kWgBT) * sizeof(float);
+constexpr int kWgST = kBV * kWgK, kWgMT = kWgBT * kWgBT, kWgVT = kBV * kWgBT;
+constexpr size_t kWgSmemBytes = size_t(6 * kWgStage + 2 * kWgST + 6 * kWgMT + 5 * kWgVT) * 2 +
+                                size_t(4 * kWgBT * kBV + 3 * 4 * kWgBT) * sizeof(float);
 
 // x (a 64 x 32 accumulator of this thread's warpgroup, rows r0 .. of the product) rounded to
 // bf16 and transposed into the core-layout tile `t` with C columns: element (column, r0 + row).
@@ -50,16 +52,6 @@ __device__ inline void store_acc_t(uint16_t* t, int C, int r0, const float (&x)[
     const uint32_t hi = pack_bf16x2(x[i], x[i + 1]);
     t[core_at(n, r, C)] = uint16_t(hi & 0xffffu), t[core_at(n + 1, r, C)] = uint16_t(hi >> 16);
   }
-#endif
-}
-
-// Adds v to a shared-memory float (two warpgroups add into the same words: zero + a + b is the
-// same sum in either order).
-__device__ __forceinline__ void smem_add(float* p, float v) {
-#if defined(GDN_GPU_SIM)
-  *p += v;  // the simulator runs a block's threads one at a time
-#else
-  atomicAdd(p, v);
 #endif
 }
 
@@ -90,9 +82,8 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   uint16_t* rt = pmt + 2 * kWgMT;      // NB x BT  R^T
   uint16_t* nt = rt + kWgVT;           // [2] Vn_m^T
   uint16_t* vt = nt + 2 * kWgVT;       // [2] Vd_m^T
-  uint16_t* vin = vt + 2 * kWgVT;      // [2] BT x NB  raw v rows (row-major)
-  float* xs = reinterpret_cast<float*>(vin + 2 * kWgVin);  // [2][16][128]  X_m, accumulator order
-  float* sc = xs + 2 * BT * NB;        // [3][rf, of, uf, eg] BT: chunk m's in buffer m % 3
+  float* xs = reinterpret_cast<float*>(vt + 2 * kWgVT);  // [2][WG2, WG3][16][128]  X_m's two halves
+  float* sc = xs + 4 * BT * NB;        // [3][rf, of, uf, eg] BT: chunk m's in buffer m % 3
   enum { kRf = 0, kOf = BT, kUf = 2 * BT, kEg = 3 * BT };
 
   const int64_t HV = p.d.HV, HK = p.d.HK;
@@ -119,12 +110,17 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
     const int Lc = chunk_len<BT>(c, end);
     const char* src = rows.base + (c + r2) * rows.stride + 2 * x2;
     uint16_t* d = tile + r2 * SP + x2;
+    if (Lc == BT) {
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      if (Lc == BT || r2 + 16 * u < Lc)
-        async_copy16(d + 16 * u * SP, src + 16 * u * rows.stride);
-      else
-        *reinterpret_cast<uint4*>(d + 16 * u * SP) = make_uint4(0, 0, 0, 0);
+      for (int u = 0; u < 4; ++u) async_copy16(d + 16 * u * SP, src + 16 * u * rows.stride);
+    } else {
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        if (r2 + 16 * u < Lc)
+          async_copy16(d + 16 * u * SP, src + 16 * u * rows.stride);
+        else
+          *reinterpret_cast<uint4*>(d + 16 * u * SP) = make_uint4(0, 0, 0, 0);
+      }
     }
   };
   // WG1 (t1): 64 x 64 bf16 tiles into the core layout -- rows t1 / 8 + 16 u, piece t1 % 8 (16
@@ -132,31 +128,35 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   const int tile_dst = core_at(t1 / 8, 8 * (t1 % 8), BT);
   auto copy_tile = [&](uint16_t* tile, const char* src, int64_t stride, int Lc) {  // src: this thread's row 0 piece
     uint16_t* d = tile + tile_dst;
+    if (Lc == BT) {
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      if (Lc == BT || t1 / 8 + 16 * u < Lc)
-        async_copy16(d + 16 * BT * u, src + 16 * u * stride);
-      else
-        *reinterpret_cast<uint4*>(d + 16 * BT * u) = make_uint4(0, 0, 0, 0);
+      for (int u = 0; u < 4; ++u) async_copy16(d + 16 * BT * u, src + 16 * u * stride);
+    } else {
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        if (t1 / 8 + 16 * u < Lc)
+          async_copy16(d + 16 * BT * u, src + 16 * u * stride);
+        else
+          *reinterpret_cast<uint4*>(d + 16 * BT * u) = make_uint4(0, 0, 0, 0);
+      }
     }
   };
   const char* tb_src = reinterpret_cast<const char*>(mats + (t1 / 8) * mats_stride + 4 * (t1 % 8));  // Tb's hi words
   const char* pm_src = tb_src + kMaxBT * sizeof(float);
   const int64_t mats_bytes = mats_stride * int64_t(sizeof(float)), gram_bytes = HK * kMaxBT * 2;
   const char* g_src = reinterpret_cast<const char*>(w.gram + (t1 / 8) * HK * kMaxBT + hk * kMaxBT + 8 * (t1 % 8));
-  const char* v_src = v_rows.base + (t1 / 4) * v_rows.stride + 2 * (v0 + 8 * (t1 % 4));
-  const int v_dst = (t1 / 4) * NB + 8 * (t1 % 4);
-  auto copy_v = [&](int m, int b) {
+  // WG0: v of chunk m into registers, the words of its accumulator entries (i even: rows row_of(i),
+  // columns col_of(i), col_of(i) + 1), zero past the chunk's end; loaded a chunk ahead.
+  const char* v_c0 = v_rows.base + row_of(0) * v_rows.stride + 2 * (v0 + col_of(0));
+  auto load_v = [&](int m, uint32_t (&vp)[8]) {
     const int64_t c = chunk_at(m);
-    const int Lc = chunk_len<BT>(c, end);
-    const char* src = v_src + c * v_rows.stride;
+    const int Lc = m < J ? chunk_len<BT>(c, end) : 0;
+    const char* src = v_c0 + c * v_rows.stride;
 #pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      uint16_t* d = vin + b * kWgVin + v_dst + 32 * NB * u;
-      if (Lc == BT || t1 / 4 + 32 * u < Lc)
-        async_copy16(d, src + 32 * u * v_rows.stride);
-      else
-        *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
+    for (int i = 0; i < 16; i += 2) {
+      const int hh = (i / 2) % 2;
+      vp[i / 2] = Lc == BT || row_of(0) + 8 * hh < Lc
+                      ? *reinterpret_cast<const uint32_t*>(src + 8 * hh * v_rows.stride + 16 * (i / 4)) : 0u;
     }
   };
   // Per-token factors of chunk m, a chunk ahead in registers (WG1, t1 < BT: one token each).
@@ -191,7 +191,8 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
 
   // Prologue: X_0 = K_0 S_init into xs[0]; the initial state's S^T in st[1]; chunk 0's Tb, v and
   // factors; k of chunks 0 and 1.
-  for (int e = tid; e < 2 * BT * NB; e += kWgThreads) xs[e] = 0.0f;
+  uint32_t v_next[8] = {};
+  if (wg == 0) load_v(0, v_next);
   if (wg >= 2) {
     for (int i = 0; i < 16; ++i)
       sr[i] = initial ? Elem<ST>::load(p.state.at(slot, h, m0 + row_of(i)), v0 + col_of(i)) : 0.0f;
@@ -203,7 +204,6 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   } else if (wg == 1) {
     if (J > 0) {
       copy_tile(tb, tb_src + start * mats_bytes, mats_bytes, chunk_len<BT>(start, end));
-      copy_v(0, 0);
     }
     async_commit();
     load_scalars(0);
@@ -220,7 +220,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
     float x[16] = {};
     wgmma_issue_m64n32_rs<4, K>(x, a, st + kWgST, m0);
     wgmma_wait<0>(x);
-    for (int i = 0; i < 16; ++i) smem_add(xs + 128 * i + t1, x[i]);
+    for (int i = 0; i < 16; ++i) xs[(wg - 2) * 2048 + 128 * i + t1] = x[i];
   }
   __syncthreads();
 
@@ -233,11 +233,10 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
     if (wg == 0 && cur) {  // R = V - rf (e_{j-1} X_j + G_j Vd_{j-1}) -> R^T
       float acc[16] = {}, x[16], rf[2], e = 1.0f;
       uint32_t vp[8];
-      auto operands = [&] {  // while the product runs: X_j (read, and zeroed for X_{j+2}), v, factors
-        float* xj = xs + pb * 2048 + t1;
-        for (int i = 0; i < 16; ++i) x[i] = xj[128 * i], xj[128 * i] = 0.0f;
-        for (int i = 0; i < 16; i += 2)
-          vp[i / 2] = *reinterpret_cast<const uint32_t*>(vin + pb * kWgVin + row_of(i) * NB + col_of(i));
+      for (int i = 0; i < 8; ++i) vp[i] = v_next[i];
+      auto operands = [&] {  // while the product runs: X_j (its two halves), the factors
+        const float* xj = xs + pb * 4096 + t1;
+        for (int i = 0; i < 16; ++i) x[i] = xj[128 * i] + xj[2048 + 128 * i];
         const float* s = sc + (j % 3) * 4 * BT;
         rf[0] = s[kRf + row_of(0)], rf[1] = s[kRf + row_of(2)];
       };
@@ -256,13 +255,13 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       }
       store_acc_t(rt, BT, 0, r);
       wgmma_proxy_fence();
+      load_v(j + 1, v_next);  // the next chunk's v, under the rest of the chunk
     } else if (wg == 1) {  // the copies for the chunks ahead, the factors, then O_{j-1}
       if (j + 1 < J) {
         const int64_t c1 = chunk_at(j + 1);
         const int L1 = chunk_len<BT>(c1, end);
         copy_tile(gt + qb * kWgMT, g_src + c1 * gram_bytes, gram_bytes, L1);
         copy_tile(tb + qb * kWgMT, tb_src + c1 * mats_bytes, mats_bytes, L1);
-        copy_v(j + 1, qb);
       }
       if (cur) copy_tile(pmt + pb * kWgMT, pm_src + c * mats_bytes, mats_bytes, L);
       async_commit();
@@ -330,8 +329,8 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       float x[16] = {};
       wgmma_issue_m64n32_rs<4, K>(x, a, st + qb * kWgST, m0);
       wgmma_wait<0>(x);
-      float* xd = xs + qb * 2048 + t1;
-      for (int i = 0; i < 16; ++i) smem_add(xd + 128 * i, x[i]);
+      float* xd = xs + qb * 4096 + (wg - 2) * 2048 + t1;
+      for (int i = 0; i < 16; ++i) xd[128 * i] = x[i];
     }
     if (wg >= 1) async_wait<0>();  // this thread's copies (the barrier below: everyone's)
     wgmma_proxy_fence();
