@@ -10,9 +10,10 @@
 // the state update and K_j S_{j-2} run beside the chain instead of on it. Chunk j, one block
 // barrier at its end, four warpgroups with fixed roles:
 //   WG0 (the chain)  R = V - diag(rf) (e_{j-1} X_j + G_j Vd_{j-1}) -> R^T; Vn = Tb R -> Vn^T, Vd^T;
-//        its v words a chunk ahead in registers.
+//        its v words a chunk ahead in registers; the copy of Pm (it has the time: the copies, not
+//        the chain, are the longest path of a chunk now).
 //   WG1  O_{j-1} = diag(of) Q_{j-1} S_{j-2} + Pm_{j-1} Vn_{j-1} -> out (a chunk behind); the copies
-//        of G, Tb (a chunk ahead), Pm and the per-token factors.
+//        of G, Tb (a chunk ahead) and the per-token factors.
 //   WG2, WG3  state rows m0 = 64 (wg - 2) .. + 63 in fp32 registers for the whole sequence:
 //        S_{j-1} = e_{j-1} S_{j-2} + K_{j-1}^T Vd_{j-1} -> S^T; then their rows' half of
 //        X_{j+1} = K_{j+1} S_{j-1} (WG0 adds the halves: shared-memory float atomics are compare-
@@ -231,6 +232,8 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
     const int L = cur ? chunk_len<BT>(c, end) : 0, pb = j & 1, qb = pb ^ 1;
 
     if (wg == 0 && cur) {  // R = V - rf (e_{j-1} X_j + G_j Vd_{j-1}) -> R^T
+      copy_tile(pmt + pb * kWgMT, pm_src + c * mats_bytes, mats_bytes, L);  // for WG1's next chunk
+      async_commit();
       float acc[16] = {}, x[16], rf[2], e = 1.0f;
       uint32_t vp[8];
       for (int i = 0; i < 8; ++i) vp[i] = v_next[i];
@@ -263,7 +266,6 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
         copy_tile(gt + qb * kWgMT, g_src + c1 * gram_bytes, gram_bytes, L1);
         copy_tile(tb + qb * kWgMT, tb_src + c1 * mats_bytes, mats_bytes, L1);
       }
-      if (cur) copy_tile(pmt + pb * kWgMT, pm_src + c * mats_bytes, mats_bytes, L);
       async_commit();
       if (j + 1 < J) {
         write_scalars(j + 1);
@@ -332,7 +334,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       float* xd = xs + qb * 4096 + (wg - 2) * 2048 + t1;
       for (int i = 0; i < 16; ++i) xd[128 * i] = x[i];
     }
-    if (wg >= 1) async_wait<0>();  // this thread's copies (the barrier below: everyone's)
+    async_wait<0>();  // this thread's copies (the barrier below: everyone's)
     wgmma_proxy_fence();
     __syncthreads();
   }
