@@ -36,15 +36,12 @@ constexpr int kThreads = 256, kBV = 32, kMaxBT = 64;
 __host__ __device__ inline int64_t row_stride(int64_t K) { return (K + 3) / 4 * 4 + 4; }
 
 // The workspace, in floats: per token and value head the rows of Tb and Pm and gc; per token and
-// key head the q and k norm factors; per sequence its first chunk's index; per token and key head
-// a row of the cross-chunk Gram matrix G_n = K_n K_{n-1}^T of the raw bf16 k rows (bf16; the
-// warpgroup state kernel's, written only where it runs: `gram` is null otherwise).
+// key head the q and k norm factors; per sequence its first chunk's index.
 struct Work {
   float* mats;   // [T][HV][2][BT]
   float* gc;     // [T][HV]
   float* norms;  // [T][HK][2]
   int32_t* offsets;  // [N + 1]
-  uint16_t* gram;    // [T][HK][BT]
 };
 inline size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 size_t work_bytes(const LayerDims& d, int64_t T, int64_t N, Work* w, char* base) {
@@ -58,9 +55,8 @@ size_t work_bytes(const LayerDims& d, int64_t T, int64_t N, Work* w, char* base)
   char* gc = part(size_t(T) * d.HV * sizeof(float));
   char* norms = part(size_t(T) * d.HK * 2 * sizeof(float));
   char* offsets = part(size_t(N + 1) * sizeof(int32_t));
-  char* gram = part(size_t(T) * d.HK * kMaxBT * sizeof(uint16_t));
   if (w) *w = Work{reinterpret_cast<float*>(mats), reinterpret_cast<float*>(gc), reinterpret_cast<float*>(norms),
-                   reinterpret_cast<int32_t*>(offsets), reinterpret_cast<uint16_t*>(gram)};
+                   reinterpret_cast<int32_t*>(offsets)};
   return at;
 }
 
@@ -263,10 +259,6 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
   const int64_t c0 = start + int64_t(chunk - w.offsets[lo]) * BT;
   const int L = chunk_len<BT>(c0, end);
 
-  // The cross-chunk Gram matrix (RAW, where the warpgroup state kernel asks for it): the previous
-  // chunk of the sequence (whole) has its raw k rows in kp_s, where KK and QK go after the products.
-  const bool gram = RAW && w.gram != nullptr && c0 > start;
-  float* kp_s = KK;  // [BT][KP]
   // q and k, l2-normalised (q also scaled); the factors go to the workspace for state_kernel.
   if constexpr (RAW) {  // raw rows by 16-byte background copies, zero past L
     constexpr int kPieces = KM / 8;
@@ -275,7 +267,6 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
       const int r = e / kPieces, x = 8 * (e % kPieces);
       float* qd = q_s + r * KP + x / 2;
       float* kd = k_s + r * KP + x / 2;
-      if (gram) async_copy16(kp_s + r * KP + x / 2, k_rows.row<uint16_t>(c0 - BT + r) + x);
       if (r < L) {
         async_copy16(qd, q_rows.row<uint16_t>(c0 + r) + x);
         async_copy16(kd, k_rows.row<uint16_t>(c0 + r) + x);
@@ -368,28 +359,6 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
     if constexpr (RAW) {
       const uint32_t* kw = reinterpret_cast<const uint32_t*>(k_s);
       const uint32_t* qw = reinterpret_cast<const uint32_t*>(q_s);
-      if (gram) {  // G = K_n K_{n-1}^T of the raw rows, straight to the workspace as bf16
-        const uint32_t* pw = reinterpret_cast<const uint32_t*>(kp_s);
-        float gk[4][4] = {};
-#pragma unroll 2
-        for (int w0 = 0; w0 < KM / 2; w0 += 8) {
-          uint32_t ka[4], b[4][2];
-          load_a1(kw, kp, 16 * mt, w0, ka);
-          load_b1_pair(pw, kp, 8 * nb, w0, b[0], b[1]);
-          load_b1_pair(pw, kp, 8 * nb + 16, w0, b[2], b[3]);
-#pragma unroll
-          for (int v = 0; v < 4; ++v) mma_bf16(gk[v], ka, b[v]);
-        }
-#pragma unroll
-        for (int v = 0; v < 4; ++v)
-#pragma unroll
-          for (int hh = 0; hh < 2; ++hh) {
-            const int i = 16 * mt + g + 8 * hh, j = 8 * (nb + v) + 2 * t;
-            if (i < L)
-              *reinterpret_cast<uint32_t*>(w.gram + ((c0 + i) * HK + hk) * kMaxBT + j) =
-                  pack_bf16x2(gk[v][2 * hh], gk[v][2 * hh + 1]);
-          }
-      }
 #pragma unroll 2
       for (int w0 = 0; w0 < KM / 2; w0 += 8) {
         uint32_t ka[4], qa[4], b[4][2];
@@ -1211,18 +1180,16 @@ bool use_wgmma(const Device& dev, const GdnProblem& p) {
 #endif
 
 template <int32_t ACT, int32_t ST, int BT>
-void launch(const Device& dev, const GdnProblem& p, Work w, gpuStream_t stream) {
+void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t stream) {
   const bool vec = rows_vec4(p);
   launch_plain(offsets_kernel, 1, kThreads, 0, stream, p, BT, w.offsets);
   check_launch("prefill offsets_kernel");
 
 #if GDN_HAVE_MMA
   const bool mma = BT == kMmaBT && use_mma(dev, p);
-  const bool wgmma = mma && ACT == GDN_DTYPE_BF16 && use_wgmma(dev, p);
 #else
-  const bool mma = false, wgmma = false;
+  const bool mma = false;
 #endif
-  if (!wgmma) w.gram = nullptr;  // the cross-chunk Gram matrices: the warpgroup state kernel's
   const int64_t max_chunks = (p.num_tokens + BT - 1) / BT + p.num_seqs;
   if (max_chunks > 0) {
     const size_t smem = chunk_smem_floats<BT>(p.d.K, mma && raw_qk(ACT)) * sizeof(float);
@@ -1245,7 +1212,7 @@ void launch(const Device& dev, const GdnProblem& p, Work w, gpuStream_t stream) 
   const int64_t tiles = (p.d.V + kBV - 1) / kBV;
 #if GDN_HAVE_MMA
   if constexpr (ACT == GDN_DTYPE_BF16) {
-    if (wgmma) {
+    if (mma && use_wgmma(dev, p)) {
       auto run = [&](auto kernel) {
         set_smem(kernel, kWgSmemBytes, "prefill state_wgmma_kernel smem");
         launch_plain(kernel, unsigned(p.num_seqs * p.d.HV * tiles), kWgThreads, kWgSmemBytes, stream, p, w, tiles);

@@ -77,19 +77,6 @@ __device__ __forceinline__ void stmatrix_x4_trans(uint16_t* row, const uint32_t 
 }
 #endif
 
-// Keeps the compiler from moving accesses to d across an asynchronous product.
-__device__ __forceinline__ void wgmma_pin(float (&d)[16]) {
-#if !defined(GDN_GPU_SIM)
-  asm volatile(""
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-               :
-               : "memory");
-#else
-  (void)d;
-#endif
-}
-
 // d (+)= A B: A 64 x 16 and B^T 32 x 16 by descriptor; accumulate = false overwrites d.
 __device__ __forceinline__ void wgmma_m64n32(float (&d)[16], uint64_t a, uint64_t b, bool accumulate) {
 #if defined(GDN_GPU_SIM)
@@ -111,39 +98,9 @@ template <int C>
 __device__ __forceinline__ void wgmma_issue_m64n32(float (&d)[16], const uint16_t* a, int r0, const uint16_t* b) {
   // A k-step moves both descriptors by two core matrices (256 bytes: 16 in the address field).
   const uint64_t da = wgmma_desc(a, C, r0, 0), db = wgmma_desc(b, C, 0, 0);
-  wgmma_pin(d);  // d's values (zeros, scaled ones) made before the fence, not sunk past it
   wgmma_fence();
 #pragma unroll
   for (int k0 = 0; k0 < C; k0 += 16) wgmma_m64n32(d, da + uint64_t(k0), db + uint64_t(k0), true);
-  wgmma_commit();
-}
-
-// d (+)= A B with A (64 x 16) from the warpgroup's registers: warp w's rows 16 w .. 16 w + 15 as
-// mma.m16n8k16's A fragment (load_a1 / load_a1_trans), B^T 32 x 16 by descriptor.
-__device__ __forceinline__ void wgmma_m64n32_rs(float (&d)[16], const uint32_t (&a)[4], uint64_t b, bool accumulate) {
-#if defined(GDN_GPU_SIM)
-  gdnsim::wgmma_m64nk16_bf16_rs(d, 32, a, b, accumulate);
-#else
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
-        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(int(accumulate)));
-#endif
-}
-
-// d += A B over KS k-steps: A from registers (a[s]: k-step s), B^T rows 0 .. 31 of a core-layout
-// tile with C columns from column k0, issued as one committed group (the caller waits for it; the
-// registers of a stay unchanged until then).
-template <int KS, int C>
-__device__ __forceinline__ void wgmma_issue_m64n32_rs(float (&d)[16], const uint32_t (&a)[KS][4], const uint16_t* b, int k0) {
-  const uint64_t db = wgmma_desc(b, C, 0, k0);
-  wgmma_pin(d);
-  wgmma_fence();
-#pragma unroll
-  for (int s = 0; s < KS; ++s) wgmma_m64n32_rs(d, a[s], db + uint64_t(16 * s), true);
   wgmma_commit();
 }
 
@@ -159,6 +116,18 @@ __device__ __forceinline__ void wgmma_wait(float (&d)[16]) {
                  "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
                : "n"(N)
                : "memory");
+#endif
+}
+// Keeps the compiler from moving accesses to d across an asynchronous product.
+__device__ __forceinline__ void wgmma_pin(float (&d)[16]) {
+#if !defined(GDN_GPU_SIM)
+  asm volatile(""
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+               :
+               : "memory");
+#else
+  (void)d;
 #endif
 }
 #endif  // GDN_WGMMA

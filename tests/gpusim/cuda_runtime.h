@@ -260,30 +260,4 @@ inline void wgmma_m64nk16_bf16(float* d, int N, uint64_t da, uint64_t db, bool a
     d[i] = acc;
   }
 }
-// The same with A (64 x 16) from the warpgroup's registers: each warp's rows 16 w .. 16 w + 15 as
-// mma.m16n8k16's A fragment (a[0]: row g, columns 2t, 2t + 1; a[1]: row g + 8; a[2], a[3]: the
-// columns + 8), B by descriptor.
-inline void wgmma_m64nk16_bf16_rs(float* d, int N, const uint32_t (&a)[4], uint64_t db, bool accumulate) {
-  uint32_t mine[4] = {a[0], a[1], a[2], a[3]}, all[32 * 4];
-  gdnsim_warp_gather(mine, 4, all);
-  const char* base = static_cast<const char*>(gdnsim_dynamic_smem());
-  auto A = [&](int r, int k) {  // element (r, k) of the warp's 16 x 16 rows
-    const int lane = 4 * (r % 8) + (k % 8) / 2, reg = (r / 8) + 2 * (k / 8);
-    return bf16_at(all[lane * 4 + reg], unsigned(k % 2));
-  };
-  auto B = [&](int n, int k) {
-    const uint64_t start = (db & 0x3fffu) << 4, lbo = ((db >> 16) & 0x3fffu) << 4, sbo = ((db >> 32) & 0x3fffu) << 4;
-    const uint64_t off = start + uint64_t(n / 8) * sbo + uint64_t(k / 8) * lbo + uint64_t(n % 8) * 16 + uint64_t(k % 8) * 2;
-    uint16_t h;
-    std::memcpy(&h, base + off, 2);
-    return bf16_at(h, 0);
-  };
-  const int lane = int(gdnsim_current()->lane), g = lane / 4, t = lane % 4;
-  for (int i = 0; i < N / 2; ++i) {
-    const int r = g + 8 * ((i / 2) % 2), n = 8 * (i / 4) + 2 * t + i % 2;
-    float acc = accumulate ? d[i] : 0.0f;
-    for (int k = 0; k < 16; ++k) acc += A(r, k) * B(n, k);
-    d[i] = acc;
-  }
-}
 }  // namespace gdnsim
