@@ -282,10 +282,13 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       } else {
         for (int i = 0; i < 16; ++i) o[i] = s[kOf + row_of(i)] * acc[i];
       }
-    } else {  // the copies of the chunk after next (into the staging this chunk's rows left), then K^T
-      stage_qk(c1 + BT, b);
+    } else {  // K^T, then the copies of the chunk after next (into the staging this chunk's rows left)
+      // The copies after the fence: fence.proxy.async is MEMBAR.ALL.CTA, which waits for the warp's
+      // outstanding memory operations (ncu, session 16: the fences sat on the copies issued
+      // before them).
       transpose_k(k_t, m0);
       wgmma_proxy_fence();
+      stage_qk(c1 + BT, b);
       async_wait<1>();  // the next chunk's rows (this thread's copies; the barrier below: all of them)
     }
     // R^T is WG0's own: it waits for its four warps only (K^T waits for the barrier after Tb R).
