@@ -7,11 +7,11 @@
 //   WG0  K S (A = the raw k rows, B = S^T) -> R = V - exp(gc) kf K S -> R^T;
 //        then Vn = Tb R -> Vn^T and Vd^T = (exp(gc_last - gc) kf Vn)^T.
 //   WG1  Q S -> O = exp(gc) qf Q S, kept in registers; then O += Pm Vn -> out.
-//   WG2, WG3  K^T of the chunk (state rows 64 (wg - 2) ..) while K S runs; then
-//        S <- exp(gc_last) S + K^T Vd on their 64 state rows (fp32, in registers for the whole
-//        sequence) -> S^T for the next chunk.
-// A chunk: K S, Q S and K^T; a barrier of WG0's own (R^T is its own; the others take barriers of
-// their own there); Tb R; a block barrier; the update and O += Pm Vn; a block barrier. q and k
+//   WG2, WG3  the copies of q and k while K S runs; then S <- exp(gc_last) S + K^T Vd on their
+//        64 state rows 64 (wg - 2) .. (fp32, in registers for the whole sequence; K^T read from
+//        the k tile by the product's transpose flag) -> S^T for the next chunk.
+// A chunk: K S, Q S; a barrier of WG0's own (R^T is its own; the others take barriers of their
+// own there); Tb R; a block barrier; the update and O += Pm Vn; a block barrier. q and k
 // are copied two chunks ahead into staging rows and moved into a double buffer of core tiles a
 // chunk ahead (stage_qk / unstage_qk), Tb, Pm and v a chunk ahead (copy_mats_v), the decays and
 // norm factors a chunk ahead into registers.
@@ -23,12 +23,12 @@
 constexpr int kWgBT = 64, kWgK = 128, kWgThreads = 512;
 
 // Shared memory (bytes): tiles in the core layout (wgmma.hpp), all 128-byte aligned.
-constexpr int kWgQK = kWgBT * kWgK, kWgKT = kWgK * kWgBT, kWgST = kBV * kWgK, kWgMT = kWgBT * kWgBT,
+constexpr int kWgQK = kWgBT * kWgK, kWgST = kBV * kWgK, kWgMT = kWgBT * kWgBT,
               kWgVT = kBV * kWgBT, kWgVin = kWgBT * kBV;
 // q / k staging rows (row-major, padded by 16 bytes so that 8 rows at one column are 8 different
 // bank groups): [buffer][q, k] BT x kWgSP.
 constexpr int kWgSP = kWgK + 8, kWgStage = kWgBT * kWgSP;
-constexpr size_t kWgSmemBytes = size_t(4 * kWgQK + kWgKT + kWgST + 4 * kWgMT + 3 * kWgVT + 2 * kWgVin + 4 * kWgStage) * 2 +
+constexpr size_t kWgSmemBytes = size_t(4 * kWgQK + kWgST + 4 * kWgMT + 3 * kWgVT + 2 * kWgVin + 4 * kWgStage) * 2 +
                                 2 * 4 * kWgBT * sizeof(float);
 
 // x (a 64 x 32 accumulator of this thread's warpgroup, rows r0 .. of the product) rounded to
@@ -60,8 +60,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   constexpr int32_t ACT = GDN_DTYPE_BF16;
   GDN_DYNAMIC_SMEM(uint16_t, sm);
   uint16_t* qk = sm;               // [buffer][q, k]  BT x K  raw rows
-  uint16_t* kt = qk + 4 * kWgQK;   // K x BT  K^T of the chunk
-  uint16_t* st = kt + kWgKT;       // NB x K  S^T
+  uint16_t* st = qk + 4 * kWgQK;   // NB x K  S^T
   uint16_t* mt = st + kWgST;       // [buffer][Tb, Pm]  BT x BT
   uint16_t* rt = mt + 4 * kWgMT;   // NB x BT  R^T
   uint16_t* nt = rt + kWgVT;       // Vn^T
@@ -173,22 +172,6 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
     }
     async_commit();
   };
-  // K^T of the chunk, state rows m0 .. m0 + 63 (WG2, WG3): 64 core matrices of k, each transposed
-  // (ldmatrix + stmatrix.trans, four a warp at a time).
-  auto transpose_k = [&](const uint16_t* k_t, int m0) {
-    const int lane = tid % 32, q = lane / 8, rr = lane % 8;
-#pragma unroll
-    for (int it = 0; it < 4; ++it) {
-      const int mi = (4 * w4 + it) * 4 + q, jb = 8 * (mi / 8), mb = m0 + 8 * (mi % 8);
-#if GDN_LDMATRIX
-      uint32_t f[4];
-      ldmatrix_x4(f, reinterpret_cast<const uint32_t*>(k_t + core_at(jb + rr, mb, K)));
-      stmatrix_x4_trans(kt + core_at(mb + rr, jb, BT), f);
-#else
-      for (int c = 0; c < 8; ++c) kt[core_at(mb + c, jb + rr, BT)] = k_t[core_at(jb + rr, mb + c, K)];
-#endif
-    }
-  };
   // Per-token factors, a chunk ahead in registers: WG1's threads t1 < BT, one token each. (Not
   // WG0's: a warp's proxy fence (MEMBAR) waits for its outstanding global loads, and WG0's fences
   // are on the chunk's chain; WG1 loads them at a chunk's start and fences at its end.)
@@ -282,16 +265,11 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       } else {
         for (int i = 0; i < 16; ++i) o[i] = s[kOf + row_of(i)] * acc[i];
       }
-    } else {  // K^T, then the copies of the chunk after next (into the staging this chunk's rows left)
-      // The copies after the fence: fence.proxy.async is MEMBAR.ALL.CTA, which waits for the warp's
-      // outstanding memory operations (ncu, session 16: the fences sat on the copies issued
-      // before them).
-      transpose_k(k_t, m0);
-      wgmma_proxy_fence();
+    } else {  // the copies of the chunk after next (into the staging this chunk's rows left)
       stage_qk(c1 + BT, b);
       async_wait<1>();  // the next chunk's rows (this thread's copies; the barrier below: all of them)
     }
-    // R^T is WG0's own: it waits for its four warps only (K^T waits for the barrier after Tb R).
+    // R^T is WG0's own: it waits for its four warps only.
     // WG1 and WG2 + WG3 take barriers of their own here too, so that every thread passes the
     // same number of barriers a chunk (what compute-sanitizer's racecheck needs to pair the
     // block barriers right). The simulator has no named barriers: a block barrier there.
@@ -335,7 +313,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
           *reinterpret_cast<uint32_t*>(ob + 8 * hh * out_rows.stride + 16 * (i / 4)) = pack_bf16x2(o[i], o[i + 1]);
       }
     } else if (wg >= 2) {  // S <- exp(gc_last) S + K^T Vd, to S^T
-      wgmma_issue_m64n32<BT>(sr, kt, m0, vt);
+      wgmma_issue_m64n32_at<BT, K>(sr, k_t, m0, vt);  // A = K^T: the k tile, transposed
       wgmma_wait<0>(sr);
       store_acc_t(st, K, m0, sr);
     }

@@ -260,4 +260,37 @@ inline void wgmma_m64nk16_bf16(float* d, int N, uint64_t da, uint64_t db, bool a
     d[i] = acc;
   }
 }
+// The same with A transposed (imm-trans-a = 1): A read MN-major, core matrices of 8 contraction
+// rows x 8 consecutive m (16 bytes each row); leading byte offset = the next 8 contraction rows,
+// stride byte offset = the next 8 m (CUTLASS's Layout_MN_INTER_Atom: ((T,1,m),(8,k)) :
+// ((1,T,SBO),(1T,LBO))).
+inline void wgmma_m64nk16_bf16_ta(float* d, int N, uint64_t da, uint64_t db, bool accumulate) {
+  const char* base = static_cast<const char*>(gdnsim_dynamic_smem());
+  auto fields = [](uint64_t desc, uint64_t& start, uint64_t& lbo, uint64_t& sbo) {
+    start = (desc & 0x3fffu) << 4, lbo = ((desc >> 16) & 0x3fffu) << 4, sbo = ((desc >> 32) & 0x3fffu) << 4;
+  };
+  auto A = [&](int m, int k) {
+    uint64_t start, lbo, sbo;
+    fields(da, start, lbo, sbo);
+    const uint64_t off = start + uint64_t(k / 8) * lbo + uint64_t(m / 8) * sbo + uint64_t(k % 8) * 16 + uint64_t(m % 8) * 2;
+    uint16_t h;
+    std::memcpy(&h, base + off, 2);
+    return bf16_at(h, 0);
+  };
+  auto B = [&](int n, int k) {
+    uint64_t start, lbo, sbo;
+    fields(db, start, lbo, sbo);
+    const uint64_t off = start + uint64_t(n / 8) * sbo + uint64_t(k / 8) * lbo + uint64_t(n % 8) * 16 + uint64_t(k % 8) * 2;
+    uint16_t h;
+    std::memcpy(&h, base + off, 2);
+    return bf16_at(h, 0);
+  };
+  const int tid = int(gdnsim_current()->linear), w = (tid / 32) % 4, g = (tid % 32) / 4, t = tid % 4;
+  for (int i = 0; i < N / 2; ++i) {
+    const int r = 16 * w + g + 8 * ((i / 2) % 2), n = 8 * (i / 4) + 2 * t + i % 2;
+    float acc = accumulate ? d[i] : 0.0f;
+    for (int k = 0; k < 16; ++k) acc += A(r, k) * B(n, k);
+    d[i] = acc;
+  }
+}
 }  // namespace gdnsim
