@@ -272,17 +272,13 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
     // R^T is WG0's own: it waits for its four warps only.
     // WG1 and WG2 + WG3 take barriers of their own here too, so that every thread passes the
     // same number of barriers a chunk (what compute-sanitizer's racecheck needs to pair the
-    // block barriers right). The simulator has no named barriers: a block barrier there.
-#if defined(GDN_GPU_SIM)
-    __syncthreads();
-#else
+    // block barriers right).
     if (wg == 0)
-      asm volatile("bar.sync 1, 128;\n" ::: "memory");
+      named_barrier_sync<1, 128>();
     else if (wg == 1)
-      asm volatile("bar.sync 2, 128;\n" ::: "memory");
+      named_barrier_sync<2, 128>();
     else
-      asm volatile("bar.sync 3, 256;\n" ::: "memory");
-#endif
+      named_barrier_sync<3, 256>();
 
     // Vn = Tb R (WG0) -> Vn^T, Vd^T.
     if (wg == 0) {

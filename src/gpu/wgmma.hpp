@@ -60,6 +60,16 @@ __device__ __forceinline__ void wgmma_commit() {
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 #endif
 }
+// bar.sync on named barrier ID (1 .. 15) of COUNT threads (whole warps); the simulator models
+// its phases (a waiter runs on once COUNT threads have arrived).
+template <int ID, int COUNT>
+__device__ __forceinline__ void named_barrier_sync() {
+#if defined(GDN_GPU_SIM)
+  gdnsim::gdnsim_named_barrier(ID, COUNT, 1);
+#else
+  asm volatile("bar.sync %0, %1;\n" ::"n"(ID), "n"(COUNT) : "memory");
+#endif
+}
 // Ordinary shared-memory stores made visible to the products (the async proxy).
 __device__ __forceinline__ void wgmma_proxy_fence() {
 #if !defined(GDN_GPU_SIM)

@@ -122,6 +122,9 @@ struct Thread {  // one GPU thread
 };
 GDNSIM_API Thread* gdnsim_current();
 GDNSIM_API void gdnsim_sync_block();
+// bar.sync (wait = 1) / bar.arrive (wait = 0) on named barrier id (0 .. 15) of `count` threads: a
+// phase completes when count threads have arrived; its waiters run on after that.
+GDNSIM_API void gdnsim_named_barrier(unsigned id, unsigned count, int wait);
 GDNSIM_API void gdnsim_sync_warp();
 GDNSIM_API void gdnsim_sync_cluster();
 // Puts bits into this lane's exchange slot, waits for the 32-lane subgroup, returns lane src's bits.

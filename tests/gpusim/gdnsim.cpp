@@ -120,7 +120,7 @@ cudaError_t capture_guard() {
 constexpr size_t kStack = 256 * 1024, kGuard = 4096;
 constexpr unsigned kGatherWords = 8;
 
-enum class State { Ready, WaitWarp, WaitBlock, WaitCluster, Done };
+enum class State { Ready, WaitWarp, WaitBlock, WaitCluster, WaitNamed, Done };
 
 struct Cluster;
 
@@ -136,6 +136,7 @@ struct SimThread {
   uint64_t groups = 0;             // commit groups closed so far
   ucontext_t ctx;
   State state = State::Ready;
+  unsigned named = 0;  // the named barrier it waits at (State::WaitNamed)
   uint32_t exchanges = 0, gathers = 0;
   void* stack = nullptr;
 };
@@ -149,6 +150,8 @@ struct Block {
   void* anchor = nullptr;
   Cluster* cluster = nullptr;
   unsigned rank = 0;
+  unsigned arrived[16] = {};  // named barriers (bar.sync / bar.arrive id, count): arrivals so far
+  unsigned expected[16] = {}; // ... and the count of the current phase (0: none yet)
 };
 
 struct Cluster {
@@ -258,6 +261,7 @@ const char* state_name(State s) {
     case State::WaitWarp: return "at a shuffle/__syncwarp";
     case State::WaitBlock: return "at __syncthreads";
     case State::WaitCluster: return "at a cluster barrier";
+    case State::WaitNamed: return "at a named barrier";
     case State::Done: return "exited";
   }
   return "?";
@@ -316,8 +320,13 @@ void run_block(const Launch& l, dim3 bid, Cluster* cluster, unsigned rank, uint6
       for (;;) {
         for (unsigned i = lo; i < hi; ++i) order[i - lo] = i;
         shuffle(order, hi - lo);
-        for (unsigned j = 0; j < hi - lo; ++j)
-          if (b.th[order[j]].state == State::Ready) switch_to(h, b.th[order[j]]);
+        // Until no lane is ready (the lane that completes a named barrier releases lanes the
+        // pass may have visited already).
+        for (bool ran = true; ran;) {
+          ran = false;
+          for (unsigned j = 0; j < hi - lo; ++j)
+            if (b.th[order[j]].state == State::Ready) switch_to(h, b.th[order[j]]), ran = true;
+        }
         unsigned waiting = 0, done = 0;
         for (unsigned i = lo; i < hi; ++i) {
           waiting += b.th[i].state == State::WaitWarp;
@@ -329,13 +338,17 @@ void run_block(const Launch& l, dim3 bid, Cluster* cluster, unsigned rank, uint6
         for (unsigned i = lo; i < hi; ++i) b.th[i].state = State::Ready;
       }
     }
-    unsigned live = 0, at_block = 0, at_cluster = 0;
+    unsigned live = 0, at_block = 0, at_cluster = 0, at_named = 0, ready = 0;
     for (const SimThread& t : b.th) {
       live += t.state != State::Done;
       at_block += t.state == State::WaitBlock;
       at_cluster += t.state == State::WaitCluster;
+      at_named += t.state == State::WaitNamed;
+      ready += t.state == State::Ready;
     }
     if (live == 0) break;
+    if (ready) continue;  // released by a named barrier this round: run on before any block barrier
+    if (at_named) describe("a named barrier that never completes (threads wait at it and at other barriers)");
     if (at_block && at_cluster) describe("threads wait at __syncthreads and at a cluster barrier at once");
     if (at_cluster) {
       if (at_cluster != n) describe("a cluster barrier with threads that have exited");
@@ -406,6 +419,24 @@ Thread* gdnsim_current() {
   return &h->cur->t;
 }
 void gdnsim_sync_block() { yield(State::WaitBlock); }
+void gdnsim_named_barrier(unsigned id, unsigned count, int wait) {
+  HostThreadState& h = *tl_host;
+  Block& b = *h.block;
+  if (id >= 16 || count == 0 || count % 32 != 0 || count > b.th.size())
+    fatal("named barrier %u with a count of %u threads (block of %zu)", id, count, b.th.size());
+  if (b.arrived[id] == 0) b.expected[id] = count;
+  if (b.expected[id] != count) fatal("named barrier %u: counts %u and %u in one phase", id, b.expected[id], count);
+  if (++b.arrived[id] == count) {  // the phase completes: its waiters run on
+    b.arrived[id] = 0;
+    for (SimThread& t : b.th)
+      if (t.state == State::WaitNamed && t.named == id) t.state = State::Ready;
+    return;
+  }
+  if (wait) {
+    h.cur->named = id;
+    yield(State::WaitNamed);
+  }
+}
 void gdnsim_sync_warp() { yield(State::WaitWarp); }
 void gdnsim_sync_cluster() {
   if (!tl_host->block->cluster) fatal("cluster barrier in a kernel launched without clusters");
