@@ -50,6 +50,35 @@ gdn_status prefill_one(gdn_layer layer, GdnCase& c, int64_t T, int64_t slot) {
   return call(gdn_prefill, layer, &args, ws.ptr(), ws.size());
 }
 
+// gdn_prefill over the sequences of `lens` in token order (sequence n in state slot slot[n],
+// GDN_PAD_SLOT allowed; an initial state where init[n]) and the float64 oracle beside it: want
+// gets the oracle's output, pool its state pool (from the case's pool before the call).
+gdn_status prefill_varlen(gdn_layer layer, GdnCase& c, const std::vector<int64_t>& lens, const std::vector<int64_t>& slot,
+                          const std::vector<bool>& init, std::vector<double>& want, std::vector<double>& pool) {
+  const int64_t N = int64_t(lens.size());
+  Buf cu(GDN_DTYPE_I32, {N + 1}), slot_idx(GDN_DTYPE_I32, {N}), has_init(GDN_DTYPE_BOOL, {N});
+  for (int64_t n = 0; n < N; ++n) {
+    cu.set(n + 1, cu.get(n) + double(lens[size_t(n)]));
+    slot_idx.set(n, double(slot[size_t(n)]));
+    has_init.set(n, init[size_t(n)]);
+  }
+  const std::vector<double> pool0 = c.state.values();
+  pool = pool0, want.assign(size_t(c.out.numel()), 0.0);
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t s = slot[size_t(n)];
+    if (s >= 0) c.run_sequence(pool0, s, init[size_t(n)], int64_t(cu.get(n)), int64_t(cu.get(n + 1)), pool, s, want);
+  }
+  auto args = make_args<gdn_prefill_args>();
+  c.fill_args(args);
+  args.cu_seqlens = cu.view();
+  args.slot_idx = slot_idx.view();
+  args.has_initial_state = has_init.view();
+  const int64_t T = int64_t(cu.get(N));
+  Workspace ws;
+  ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer, T, N, b); }));
+  return call(gdn_prefill, layer, &args, ws.ptr(), ws.size());
+}
+
 TEST_P(Prefill, MatchesOracle) {
   const PrefillParam P = GetParam();
   Ctx ctx;
@@ -64,28 +93,12 @@ TEST_P(Prefill, MatchesOracle) {
   const int64_t slots = N + 2;
   GdnCase c(cfg, {T}, slots, 99 + uint64_t(T), P.raw);
   c.grouped = P.grouped;
-  Buf cu(GDN_DTYPE_I32, {N + 1}), slot_idx(GDN_DTYPE_I32, {N}), has_init(GDN_DTYPE_BOOL, {N});
-  for (int64_t n = 0; n < N; ++n) {
-    cu.set(n + 1, cu.get(n) + double(P.lens[size_t(n)]));
-    slot_idx.set(n, double(slots - 1 - n));
-    has_init.set(n, n % 3 != 1);
-  }
-  if (N >= 3) slot_idx.set(2, GDN_PAD_SLOT);
-  const std::vector<double> pool0 = c.state.values();
-  std::vector<double> pool = pool0, want(size_t(c.out.numel()), 0.0);
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t slot = int64_t(slot_idx.get(n));
-    if (slot < 0) continue;
-    c.run_sequence(pool0, slot, has_init.get(n) != 0, int64_t(cu.get(n)), int64_t(cu.get(n + 1)), pool, slot, want);
-  }
-  auto args = make_args<gdn_prefill_args>();
-  c.fill_args(args);
-  args.cu_seqlens = cu.view();
-  args.slot_idx = slot_idx.view();
-  args.has_initial_state = has_init.view();
-  Workspace ws;
-  ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer.layer, T, N, b); }));
-  ASSERT_EQ(call(gdn_prefill, layer.layer, &args, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
+  std::vector<int64_t> slot(static_cast<size_t>(N));
+  std::vector<bool> init(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n) slot[size_t(n)] = slots - 1 - n, init[size_t(n)] = n % 3 != 1;
+  if (N >= 3) slot[2] = GDN_PAD_SLOT;
+  std::vector<double> want, pool;
+  ASSERT_EQ(prefill_varlen(layer.layer, c, P.lens, slot, init, want, pool), GDN_SUCCESS) << gdn_last_error_message();
   // GDN_PRECISION_BF16: bf16 operands in every product (FLA's accuracy): a few 1e-3 absolute
   // on these inputs, against ~1e-5 for the fp32-accurate products.
   const bool low = P.precision == GDN_PRECISION_BF16;
@@ -324,24 +337,11 @@ TEST(PrefillDecay, WeakDecayAcrossChunks) {
     GdnCase c(cfg, {T}, slots, 4242, false);
     for (int64_t t = 0; t < T; ++t)
       for (int64_t h = 0; h < c.HV; ++h) c.g.set(t * c.HV + h, -0.01 - 0.04 * double((7 * t + 13 * h) % 17) / 17.0);
-    Buf cu(GDN_DTYPE_I32, {N + 1}), slot_idx(GDN_DTYPE_I32, {N}), has_init(GDN_DTYPE_BOOL, {N});
-    for (int64_t n = 0; n < N; ++n) {
-      cu.set(n + 1, cu.get(n) + double(lens[size_t(n)]));
-      slot_idx.set(n, double(slots - 1 - n));
-      has_init.set(n, n != 2);
-    }
-    const std::vector<double> pool0 = c.state.values();
-    std::vector<double> pool = pool0, want(size_t(c.out.numel()), 0.0);
-    for (int64_t n = 0; n < N; ++n)
-      c.run_sequence(pool0, slots - 1 - n, n != 2, int64_t(cu.get(n)), int64_t(cu.get(n + 1)), pool, slots - 1 - n, want);
-    auto args = make_args<gdn_prefill_args>();
-    c.fill_args(args);
-    args.cu_seqlens = cu.view();
-    args.slot_idx = slot_idx.view();
-    args.has_initial_state = has_init.view();
-    Workspace ws;
-    ws.resize(ask([&](size_t* b) { return gdn_prefill_workspace_size(layer.layer, T, N, b); }));
-    ASSERT_EQ(call(gdn_prefill, layer.layer, &args, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
+    std::vector<int64_t> slot(static_cast<size_t>(N));
+    std::vector<bool> init(static_cast<size_t>(N));
+    for (int64_t n = 0; n < N; ++n) slot[size_t(n)] = slots - 1 - n, init[size_t(n)] = n != 2;
+    std::vector<double> want, pool;
+    ASSERT_EQ(prefill_varlen(layer.layer, c, lens, slot, init, want, pool), GDN_SUCCESS) << gdn_last_error_message();
     auto rel_err = [](const std::vector<double>& got, const std::vector<double>& ref) {
       double err = 0.0, top = 0.0;
       for (size_t i = 0; i < ref.size(); ++i) {

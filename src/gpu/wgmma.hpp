@@ -87,18 +87,20 @@ __device__ __forceinline__ void stmatrix_x4_trans(uint16_t* row, const uint32_t 
 }
 #endif
 
-// d (+)= A B: A 64 x 16 and B^T 32 x 16 by descriptor; accumulate = false overwrites d.
+// d (+)= A B: A 64 x 16 and B^T 32 x 16 by descriptor; accumulate = false overwrites d. TRANS_A:
+// A read MN-major (wgmma's transpose flag; wgmma_desc_mn).
+template <int TRANS_A = 0>
 __device__ __forceinline__ void wgmma_m64n32(float (&d)[16], uint64_t a, uint64_t b, bool accumulate) {
 #if defined(GDN_GPU_SIM)
-  gdnsim::wgmma_m64nk16_bf16(d, 32, a, b, accumulate);
+  gdnsim::wgmma_m64nk16_bf16(d, 32, a, b, accumulate, TRANS_A != 0);
 #else
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, %19, 0;\n}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
         "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-      : "l"(a), "l"(b), "r"(int(accumulate)));
+      : "l"(a), "l"(b), "r"(int(accumulate)), "n"(TRANS_A));
 #endif
 }
 
@@ -124,19 +126,6 @@ __device__ __forceinline__ uint64_t wgmma_desc_mn(const uint16_t* tile, int C, i
   const uint32_t a = smem_addr(tile + core_at(0, r0, C));
   return uint64_t((a & 0x3ffffu) >> 4) | (uint64_t((16 * C) >> 4) << 16) | (uint64_t(128 >> 4) << 32);
 }
-__device__ __forceinline__ void wgmma_m64n32_ta(float (&d)[16], uint64_t a, uint64_t b, bool accumulate) {
-#if defined(GDN_GPU_SIM)
-  gdnsim::wgmma_m64nk16_bf16_ta(d, 32, a, b, accumulate);
-#else
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 1, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
-        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-      : "l"(a), "l"(b), "r"(int(accumulate)));
-#endif
-}
 // d += A B over the contraction 0 .. R (R rows of the tile T with C columns): A = T^T rows r0 ..
 // r0 + 63, B^T rows 0 .. 31 of a core-layout tile with R columns; one committed group.
 template <int R, int C>
@@ -145,7 +134,7 @@ __device__ __forceinline__ void wgmma_issue_m64n32_at(float (&d)[16], const uint
   const uint64_t da = wgmma_desc_mn(t, C, r0), db = wgmma_desc(b, R, 0, 0);
   wgmma_fence();
 #pragma unroll
-  for (int k0 = 0; k0 < R; k0 += 16) wgmma_m64n32_ta(d, da + uint64_t(k0 * C / 8), db + uint64_t(k0), true);
+  for (int k0 = 0; k0 < R; k0 += 16) wgmma_m64n32<1>(d, da + uint64_t(k0 * C / 8), db + uint64_t(k0), true);
   wgmma_commit();
 }
 

@@ -242,15 +242,20 @@ inline void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint3
   }
 }
 // wgmma.mma_async.m64nNk16.f32.bf16.bf16 with both operands in shared memory (descriptors:
-// start address, leading byte offset = next 8 x 16-byte core matrix along k, stride byte offset =
-// next 8 rows; no swizzle, K-major), for the calling thread's accumulator entries: thread
-// (warp w of its warpgroup, g, t) holds d[i] = D(16 w + g + 8 ((i / 2) % 2), 8 (i / 4) + 2 t + i % 2).
-// Computed at once (the products' asynchrony is not modelled).
-inline void wgmma_m64nk16_bf16(float* d, int N, uint64_t da, uint64_t db, bool accumulate) {
+// start address, leading byte offset, stride byte offset; no swizzle), for the calling thread's
+// accumulator entries: thread (warp w of its warpgroup, g, t) holds
+// d[i] = D(16 w + g + 8 ((i / 2) % 2), 8 (i / 4) + 2 t + i % 2). K-major operands: core matrices of
+// 8 rows x 8 k (16 bytes a row), leading byte offset = the next 8 k, stride byte offset = the next
+// 8 rows. trans_a (imm-trans-a = 1): A read MN-major, core matrices of 8 k x 8 consecutive m,
+// leading byte offset = the next 8 k, stride byte offset = the next 8 m (CUTLASS's
+// Layout_MN_INTER_Atom: ((T,1,m),(8,k)) : ((1,T,SBO),(1T,LBO))). Computed at once (the products'
+// asynchrony is not modelled).
+inline void wgmma_m64nk16_bf16(float* d, int N, uint64_t da, uint64_t db, bool accumulate, bool trans_a = false) {
   const char* base = static_cast<const char*>(gdnsim_dynamic_smem());
-  auto at = [&](uint64_t desc, int row, int k) {  // element (row, k) of a K-major operand
+  auto at = [&](uint64_t desc, int row, int k, bool mn_major) {  // element (row, k) of an operand
     const uint64_t start = (desc & 0x3fffu) << 4, lbo = ((desc >> 16) & 0x3fffu) << 4, sbo = ((desc >> 32) & 0x3fffu) << 4;
-    const uint64_t off = start + uint64_t(row / 8) * sbo + uint64_t(k / 8) * lbo + uint64_t(row % 8) * 16 + uint64_t(k % 8) * 2;
+    const uint64_t off = start + uint64_t(row / 8) * sbo + uint64_t(k / 8) * lbo +
+                         (mn_major ? uint64_t(k % 8) * 16 + uint64_t(row % 8) * 2 : uint64_t(row % 8) * 16 + uint64_t(k % 8) * 2);
     uint16_t h;
     std::memcpy(&h, base + off, 2);
     return bf16_at(h, 0);
@@ -259,40 +264,7 @@ inline void wgmma_m64nk16_bf16(float* d, int N, uint64_t da, uint64_t db, bool a
   for (int i = 0; i < N / 2; ++i) {
     const int r = 16 * w + g + 8 * ((i / 2) % 2), n = 8 * (i / 4) + 2 * t + i % 2;
     float acc = accumulate ? d[i] : 0.0f;
-    for (int k = 0; k < 16; ++k) acc += at(da, r, k) * at(db, n, k);
-    d[i] = acc;
-  }
-}
-// The same with A transposed (imm-trans-a = 1): A read MN-major, core matrices of 8 contraction
-// rows x 8 consecutive m (16 bytes each row); leading byte offset = the next 8 contraction rows,
-// stride byte offset = the next 8 m (CUTLASS's Layout_MN_INTER_Atom: ((T,1,m),(8,k)) :
-// ((1,T,SBO),(1T,LBO))).
-inline void wgmma_m64nk16_bf16_ta(float* d, int N, uint64_t da, uint64_t db, bool accumulate) {
-  const char* base = static_cast<const char*>(gdnsim_dynamic_smem());
-  auto fields = [](uint64_t desc, uint64_t& start, uint64_t& lbo, uint64_t& sbo) {
-    start = (desc & 0x3fffu) << 4, lbo = ((desc >> 16) & 0x3fffu) << 4, sbo = ((desc >> 32) & 0x3fffu) << 4;
-  };
-  auto A = [&](int m, int k) {
-    uint64_t start, lbo, sbo;
-    fields(da, start, lbo, sbo);
-    const uint64_t off = start + uint64_t(k / 8) * lbo + uint64_t(m / 8) * sbo + uint64_t(k % 8) * 16 + uint64_t(m % 8) * 2;
-    uint16_t h;
-    std::memcpy(&h, base + off, 2);
-    return bf16_at(h, 0);
-  };
-  auto B = [&](int n, int k) {
-    uint64_t start, lbo, sbo;
-    fields(db, start, lbo, sbo);
-    const uint64_t off = start + uint64_t(n / 8) * sbo + uint64_t(k / 8) * lbo + uint64_t(n % 8) * 16 + uint64_t(k % 8) * 2;
-    uint16_t h;
-    std::memcpy(&h, base + off, 2);
-    return bf16_at(h, 0);
-  };
-  const int tid = int(gdnsim_current()->linear), w = (tid / 32) % 4, g = (tid % 32) / 4, t = tid % 4;
-  for (int i = 0; i < N / 2; ++i) {
-    const int r = 16 * w + g + 8 * ((i / 2) % 2), n = 8 * (i / 4) + 2 * t + i % 2;
-    float acc = accumulate ? d[i] : 0.0f;
-    for (int k = 0; k < 16; ++k) acc += A(r, k) * B(n, k);
+    for (int k = 0; k < 16; ++k) acc += at(da, r, k, trans_a) * at(db, n, k, false);
     d[i] = acc;
   }
 }
