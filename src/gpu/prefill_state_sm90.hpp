@@ -8,13 +8,14 @@
 //        then Vn = Tb R -> Vn^T and Vd^T = (exp(gc_last - gc) kf Vn)^T.
 //   WG1  Q S -> O = exp(gc) qf Q S, kept in registers; then O += Pm Vn -> out.
 //   WG2, WG3  the copies of q and k while K S runs; then S <- exp(gc_last) S + K^T Vd on their
-//        64 state rows 64 (wg - 2) .. (fp32, in registers for the whole sequence; K^T read from
-//        the k tile by the product's transpose flag) -> S^T for the next chunk.
-// A chunk: K S, Q S; a barrier of WG0's own (R^T is its own; the others take barriers of their
-// own there); Tb R; a block barrier; the update and O += Pm Vn; a block barrier. q and k
-// are copied two chunks ahead into staging rows and moved into a double buffer of core tiles a
-// chunk ahead (stage_qk / unstage_qk), Tb, Pm and v a chunk ahead (copy_mats_v), the decays and
-// norm factors a chunk ahead into registers.
+//        64 state rows 64 (wg - 2) .. (fp32, in registers for the whole sequence) -> S^T for the
+//        next chunk.
+// A chunk: K S; a barrier of WG0's own (R^T is its own; the others take barriers of their own
+// there); Tb R and Q S; a block barrier; the update and O += Pm Vn; a block barrier. q and k are
+// copied two chunks ahead into row-major staging rows (three buffers, stage_qk) and enter the
+// products from there as register operands (ldmatrix; .trans gives K^T), so they are never moved
+// into the core layout; Tb, Pm and v a chunk ahead (copy_mats_v), the decays and norm factors a
+// chunk ahead into registers.
 // Bf16 products only (the layer's GDN_PRECISION_BF16: every operand rounded to bf16, the state
 // itself kept in fp32): with split operands for fp32 accuracy (two or three products each) this
 // kernel measured slower than state_mma_kernel on the H100 (docs/perf-notes.md, session 11), so
@@ -23,12 +24,12 @@
 constexpr int kWgBT = 64, kWgK = 128, kWgThreads = 512;
 
 // Shared memory (bytes): tiles in the core layout (wgmma.hpp), all 128-byte aligned.
-constexpr int kWgQK = kWgBT * kWgK, kWgST = kBV * kWgK, kWgMT = kWgBT * kWgBT,
-              kWgVT = kBV * kWgBT, kWgVin = kWgBT * kBV;
-// q / k staging rows (row-major, padded by 16 bytes so that 8 rows at one column are 8 different
-// bank groups): [buffer][q, k] BT x kWgSP.
+constexpr int kWgST = kBV * kWgK, kWgMT = kWgBT * kWgBT, kWgVT = kBV * kWgBT, kWgVin = kWgBT * kBV;
+// q / k staging rows (row-major, padded by 16 bytes so that the 8 rows of an ldmatrix are 8
+// different bank groups): [buffer][q, k] BT x kWgSP, three buffers (a chunk's rows are read until
+// its end while the next two chunks' are copied).
 constexpr int kWgSP = kWgK + 8, kWgStage = kWgBT * kWgSP;
-constexpr size_t kWgSmemBytes = size_t(4 * kWgQK + kWgST + 4 * kWgMT + 3 * kWgVT + 2 * kWgVin + 4 * kWgStage) * 2 +
+constexpr size_t kWgSmemBytes = size_t(6 * kWgStage + kWgST + 4 * kWgMT + 3 * kWgVT + 2 * kWgVin) * 2 +
                                 2 * 4 * kWgBT * sizeof(float);
 
 // x (a 64 x 32 accumulator of this thread's warpgroup, rows r0 .. of the product) rounded to
@@ -59,15 +60,14 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   constexpr int BT = kWgBT, K = kWgK, NB = kBV;
   constexpr int32_t ACT = GDN_DTYPE_BF16;
   GDN_DYNAMIC_SMEM(uint16_t, sm);
-  uint16_t* qk = sm;               // [buffer][q, k]  BT x K  raw rows
-  uint16_t* st = qk + 4 * kWgQK;   // NB x K  S^T
+  uint16_t* stage = sm;            // [buffer][q, k]  BT x kWgSP  raw rows (row-major)
+  uint16_t* st = stage + 6 * kWgStage;  // NB x K  S^T
   uint16_t* mt = st + kWgST;       // [buffer][Tb, Pm]  BT x BT
   uint16_t* rt = mt + 4 * kWgMT;   // NB x BT  R^T
   uint16_t* nt = rt + kWgVT;       // Vn^T
   uint16_t* vt = nt + kWgVT;       // Vd^T
   uint16_t* vin = vt + kWgVT;      // [buffer]  BT x NB  raw v rows (row-major)
-  uint16_t* stage = vin + 2 * kWgVin;  // [buffer][q, k]  BT x kWgSP  raw rows, two chunks ahead
-  float* sc = reinterpret_cast<float*>(stage + 4 * kWgStage);  // [buffer][rf, of, uf, eg]  BT
+  float* sc = reinterpret_cast<float*>(vin + 2 * kWgVin);  // [buffer][rf, of, uf, eg]  BT
   enum { kRf = 0, kOf = BT, kUf = 2 * BT, kEg = 3 * BT };
 
   const int64_t HV = p.d.HV, HK = p.d.HK;
@@ -85,9 +85,9 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   // q and k (32 KB a chunk) two chunks ahead: WG2 and WG3 copy the raw rows by cp.async into
   // row-major staging (a warp: 2 rows x 256 contiguous bytes, so the L2 requests merge -- 16-byte
   // copies straight into the core layout made one request each, and the request rate saturated
-  // L2), then, a chunk later while WG0 runs Tb R, move them into the core layout (16-byte shared
-  // loads and stores: 8 lanes = 8 rows of one core matrix, conflict-free both ways). Rows past the
-  // chunk's end are zero (the products read every row). Tb and Pm (their hi halves: bf16) and v
+  // L2); the products take them from there by ldmatrix (the core layout's copy, 64 KB of shared
+  // memory traffic a chunk beside Tb R, is gone). Rows past the chunk's end are zero (the products
+  // read every row). Tb and Pm (their hi halves: bf16) and v
   // come by cp.async from WG1 (issued before Q S, awaited at the end of the chunk).
   // The per-thread part of every copy's addressing is fixed (row r2 + 16 u, piece x2); a chunk
   // adds c rows, and a full chunk takes no per-copy tests (ncu: ~29 instructions a copy, 64-bit
@@ -122,17 +122,6 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       }
     }
     async_commit();
-  };
-  // unstage: row 8 (t2 / 128) + t2 % 8 + 16 u, piece (t2 / 8) % 16 of q (u < 4) or k.
-  const int un_row = 8 * (t2 / 128) + t2 % 8, un_x = 8 * ((t2 / 8) % 16);
-  const int un_src = un_row * kWgSP + un_x, un_dst = core_at(un_row, un_x, K);
-  auto unstage_qk = [&](int sb, int b) {  // staging sb -> the core tiles of buffer b
-    const uint16_t* src = stage + 2 * sb * kWgStage + un_src;
-    uint16_t* dst = qk + 2 * b * kWgQK + un_dst;
-#pragma unroll
-    for (int u = 0; u < 8; ++u)  // + 16 rows: 16 kWgSP staging, 16 K core-layout elements
-      *reinterpret_cast<uint4*>(dst + (u / 4) * kWgQK + 16 * K * (u % 4)) =
-          *reinterpret_cast<const uint4*>(src + (u / 4) * kWgStage + 16 * kWgSP * (u % 4));
   };
 
   // WG1 (t1 = 0 .. 127): Tb and Pm rows t1 / 8 + 16 q (q = 0 .. 3), piece t1 % 8; v rows
@@ -219,85 +208,72 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       async_wait<0>();
     }
   }
-  __syncthreads();
-  if (wg >= 2 && start < end) unstage_qk(0, 0);
   wgmma_proxy_fence();
   __syncthreads();
 
-  int b = 0;
-  for (int64_t c0 = start; c0 < end; c0 += BT, b ^= 1) {
-    const int L = chunk_len<BT>(c0, end);
-    const int64_t c1 = c0 + BT;
-    const uint16_t* q_t = qk + (2 * b) * kWgQK;
-    const uint16_t* k_t = qk + (2 * b + 1) * kWgQK;
-    const uint16_t* tb = mt + 2 * b * kWgMT;
-    const uint16_t* pm = tb + kWgMT;
-    const float* s = sc + b * 4 * BT;
-
-    // K S (WG0) and Q S (WG1); K^T (WG2, WG3).
-    float o[16] = {};
-    if (wg == 1 && c1 < end) {  // the next chunk's inputs (buffer b ^ 1's last readers were the last chunk's)
-      copy_mats_v(c1, b ^ 1);
-      write_scalars(b ^ 1, chunk_len<BT>(c1, end));
-      load_scalars(c1 + BT);
-    }
-    if (wg < 2) {
+  // The chunks, one loop per role (so that each role's registers hold only its own values). Every
+  // thread passes the same barriers a chunk: its warpgroup's named barrier after the first phase,
+  // then two block barriers. b: the buffer of Tb / Pm / v / factors (chunk index mod 2); sb: the
+  // q / k staging (mod 3).
+  auto next = [](int& b, int& sb) { b ^= 1, sb = sb == 2 ? 0 : sb + 1; };
+  auto staging = [&](int sb, int kq) { return reinterpret_cast<const uint32_t*>(stage + (2 * sb + kq) * kWgStage); };
+  if (wg == 0) {  // K S -> R^T; Vn = Tb R -> Vn^T, Vd^T
+    int b = 0, sb = 0;
+    for (int64_t c0 = start; c0 < end; c0 += BT, next(b, sb)) {
+      const int L = chunk_len<BT>(c0, end);
+      const float* s = sc + b * 4 * BT;
+      uint32_t a[8][4];  // A = the k rows (warp w4: rows 16 w4 ..)
+      for (int k = 0; k < 8; ++k) load_a1(staging(sb, 1), kWgSP / 2, 16 * w4, 8 * k, a[k]);
       float acc[16] = {};
-      wgmma_issue_m64n32<K>(acc, wg == 0 ? k_t : q_t, 0, st);
-      // WG0: the v pairs and row factors of R while the products run.
-      uint32_t vp[8] = {};
-      float rf[2] = {};
-      if (wg == 0) {
-        for (int i = 0; i < 16; i += 2)
-          vp[i / 2] = *reinterpret_cast<const uint32_t*>(vin + b * kWgVin + row_of(i) * NB + col_of(i));
-        rf[0] = s[kRf + row_of(0)], rf[1] = s[kRf + row_of(2)];
-      }
+      wgmma_issue_m64n32_rs<8, K>(acc, a, st);
+      uint32_t vp[8];  // the v pairs and row factors of R while the product runs
+      for (int i = 0; i < 16; i += 2)
+        vp[i / 2] = *reinterpret_cast<const uint32_t*>(vin + b * kWgVin + row_of(i) * NB + col_of(i));
+      const float rf[2] = {s[kRf + row_of(0)], s[kRf + row_of(2)]};
       wgmma_wait<0>(acc);
-      if (wg == 0) {
-        float r[16];
-        for (int i = 0; i < 16; ++i) {
-          const int row = row_of(i);
-          const float v = bf16_to_f32(uint16_t(vp[i / 2] >> (16 * (i % 2))));
-          r[i] = row < L ? v - rf[(i / 2) % 2] * acc[i] : 0.0f;
-        }
-        store_acc_t(rt, BT, 0, r);
-        wgmma_proxy_fence();
-      } else {
-        for (int i = 0; i < 16; ++i) o[i] = s[kOf + row_of(i)] * acc[i];
+      float r[16];
+      for (int i = 0; i < 16; ++i) {
+        const float v = bf16_to_f32(uint16_t(vp[i / 2] >> (16 * (i % 2))));
+        r[i] = row_of(i) < L ? v - rf[(i / 2) % 2] * acc[i] : 0.0f;
       }
-    } else {  // the copies of the chunk after next (into the staging this chunk's rows left)
-      stage_qk(c1 + BT, b);
-      async_wait<1>();  // the next chunk's rows (this thread's copies; the barrier below: all of them)
-    }
-    // R^T is WG0's own: it waits for its four warps only.
-    // WG1 and WG2 + WG3 take barriers of their own here too, so that every thread passes the
-    // same number of barriers a chunk (what compute-sanitizer's racecheck needs to pair the
-    // block barriers right).
-    if (wg == 0)
-      named_barrier_sync<1, 128>();
-    else if (wg == 1)
-      named_barrier_sync<2, 128>();
-    else
-      named_barrier_sync<3, 256>();
+      store_acc_t(rt, BT, 0, r);
+      wgmma_proxy_fence();
+      named_barrier_sync<1, 128>();  // R^T is WG0's own
 
-    // Vn = Tb R (WG0) -> Vn^T, Vd^T.
-    if (wg == 0) {
       float vn[16] = {};
-      wgmma_issue_m64n32<BT>(vn, tb, 0, rt);
+      wgmma_issue_m64n32<BT>(vn, mt + 2 * b * kWgMT, 0, rt);
+      const float uf[2] = {s[kUf + row_of(0)], s[kUf + row_of(2)]};
       wgmma_wait<0>(vn);
       store_acc_t(nt, BT, 0, vn);
-      for (int i = 0; i < 16; ++i) vn[i] *= s[kUf + row_of(i)];
+      for (int i = 0; i < 16; ++i) vn[i] *= uf[(i / 2) % 2];
       store_acc_t(vt, BT, 0, vn);
       wgmma_proxy_fence();
-    } else if (wg >= 2) {  // while WG0 runs Tb R: the next chunk's q / k (the buffer's last
-      if (c1 < end) unstage_qk(b ^ 1, b ^ 1);  // readers were the previous chunk's), the state's decay
-      const float e_last = s[kEg + L - 1];
-      for (int i = 0; i < 16; ++i) sr[i] *= e_last;
+      __syncthreads();
+      __syncthreads();  // (the update and O += Pm Vn)
     }
-    __syncthreads();
+  } else if (wg == 1) {  // the next chunk's Tb, Pm, v, factors; Q S -> O; O += Pm Vn -> out
+    int b = 0, sb = 0;
+    for (int64_t c0 = start; c0 < end; c0 += BT, next(b, sb)) {
+      const int L = chunk_len<BT>(c0, end);
+      const int64_t c1 = c0 + BT;
+      const float* s = sc + b * 4 * BT;
+      if (c1 < end) {  // (buffer b ^ 1's last readers were the last chunk's)
+        copy_mats_v(c1, b ^ 1);
+        write_scalars(b ^ 1, chunk_len<BT>(c1, end));
+        load_scalars(c1 + BT);
+      }
+      named_barrier_sync<2, 128>();
+      // Q S -> O beside Tb R (off K S's phase: S^T and the q rows stay until the update).
+      float o[16] = {};
+      uint32_t a[8][4];
+      for (int k = 0; k < 8; ++k) load_a1(staging(sb, 0), kWgSP / 2, 16 * w4, 8 * k, a[k]);
+      wgmma_issue_m64n32_rs<8, K>(o, a, st);
+      const float of[2] = {s[kOf + row_of(0)], s[kOf + row_of(2)]};
+      wgmma_wait<0>(o);
+      for (int i = 0; i < 16; ++i) o[i] *= of[(i / 2) % 2];
+      __syncthreads();
 
-    if (wg == 1) {  // O += Pm Vn, to the output
-      wgmma_issue_m64n32<BT>(o, pm, 0, nt);
+      wgmma_issue_m64n32<BT>(o, mt + 2 * b * kWgMT + kWgMT, 0, nt);
       wgmma_wait<0>(o);
       // Columns col_of(i), col_of(i) + 1 as one word: rows r_out (hh = 0) and r_out + 8 (hh = 1),
       // 16-byte steps along the row (i / 4); a full chunk tests no row.
@@ -308,17 +284,33 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
         if (L == BT || r_out + 8 * hh < L)
           *reinterpret_cast<uint32_t*>(ob + 8 * hh * out_rows.stride + 16 * (i / 4)) = pack_bf16x2(o[i], o[i + 1]);
       }
-    } else if (wg >= 2) {  // S <- exp(gc_last) S + K^T Vd, to S^T
-      wgmma_issue_m64n32_at<BT, K>(sr, k_t, m0, vt);  // A = K^T: the k tile, transposed
+      async_wait<0>();  // the next chunk's copies
+      wgmma_proxy_fence();
+      __syncthreads();
+    }
+  } else {  // the copies of q / k; S <- exp(gc_last) S + K^T Vd -> S^T
+    int b = 0, sb = 0;
+    for (int64_t c0 = start; c0 < end; c0 += BT, next(b, sb)) {
+      const int L = chunk_len<BT>(c0, end);
+      const float* s = sc + b * 4 * BT;
+      stage_qk(c0 + 2 * BT, sb == 0 ? 2 : sb - 1);  // into the staging the last chunk's rows left
+      async_wait<1>();  // the next chunk's rows (this thread's copies; the block barrier: all of them)
+      named_barrier_sync<3, 256>();
+
+      uint32_t kt[4][4];  // A = K^T: state rows m0 + 16 w4 .., while WG0 runs Tb R
+      for (int k = 0; k < 4; ++k) load_a1_trans(staging(sb, 1), kWgSP / 2, m0 + 16 * w4, 16 * k, kt[k]);
+      const float e_last = s[kEg + L - 1];
+      for (int i = 0; i < 16; ++i) sr[i] *= e_last;
+      __syncthreads();
+
+      wgmma_issue_m64n32_rs<4, BT>(sr, kt, vt);
       wgmma_wait<0>(sr);
       store_acc_t(st, K, m0, sr);
+      wgmma_proxy_fence();
+      __syncthreads();
     }
-    if (wg == 1) async_wait<0>();  // WG1's copies of the next chunk
-    wgmma_proxy_fence();
-    __syncthreads();
-  }
-  if (wg >= 2)
     for (int i = 0; i < 16; ++i) Elem<ST>::store(p.state.at(slot, h, m0 + row_of(i)), v0 + col_of(i), sr[i]);
+  }
 #else
   (void)p, (void)w, (void)tiles;
 #endif

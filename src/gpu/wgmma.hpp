@@ -87,20 +87,18 @@ __device__ __forceinline__ void stmatrix_x4_trans(uint16_t* row, const uint32_t 
 }
 #endif
 
-// d (+)= A B: A 64 x 16 and B^T 32 x 16 by descriptor; accumulate = false overwrites d. TRANS_A:
-// A read MN-major (wgmma's transpose flag; wgmma_desc_mn).
-template <int TRANS_A = 0>
+// d (+)= A B: A 64 x 16 and B^T 32 x 16 by descriptor; accumulate = false overwrites d.
 __device__ __forceinline__ void wgmma_m64n32(float (&d)[16], uint64_t a, uint64_t b, bool accumulate) {
 #if defined(GDN_GPU_SIM)
-  gdnsim::wgmma_m64nk16_bf16(d, 32, a, b, accumulate, TRANS_A != 0);
+  gdnsim::wgmma_m64nk16_bf16(d, 32, a, b, accumulate);
 #else
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, %19, 0;\n}\n"
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
         "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-      : "l"(a), "l"(b), "r"(int(accumulate)), "n"(TRANS_A));
+      : "l"(a), "l"(b), "r"(int(accumulate)));
 #endif
 }
 
@@ -116,25 +114,31 @@ __device__ __forceinline__ void wgmma_issue_m64n32(float (&d)[16], const uint16_
   wgmma_commit();
 }
 
-// The same with A transposed (wgmma's transpose flag): A(m, k) = T(k, r0 + m) of a core-layout
-// tile T with C columns (R rows, the contraction 0 .. R), read MN-major: a core matrix is 8
-// contraction rows x 8 consecutive m (16 bytes each); the descriptor's leading byte offset steps 8
-// contraction rows (the next row group, 16 C bytes), its stride byte offset 8 m (the next core
-// matrix of the row group, 128 bytes) -- CUTLASS's Layout_MN_INTER_Atom. A device probe (session
-// 16) confirmed it: with the two offsets the other way round 5 of the 44 prefill tests fail.
-__device__ __forceinline__ uint64_t wgmma_desc_mn(const uint16_t* tile, int C, int r0) {
-  const uint32_t a = smem_addr(tile + core_at(0, r0, C));
-  return uint64_t((a & 0x3ffffu) >> 4) | (uint64_t((16 * C) >> 4) << 16) | (uint64_t(128 >> 4) << 32);
+// d (+)= A B with A (64 x 16) from the warpgroup's registers: warp w's rows 16 w .. 16 w + 15 as
+// mma.m16n8k16's A fragment (load_a1 / load_a1_trans), B^T 32 x 16 by descriptor.
+__device__ __forceinline__ void wgmma_m64n32_rs(float (&d)[16], const uint32_t (&a)[4], uint64_t b, bool accumulate) {
+#if defined(GDN_GPU_SIM)
+  gdnsim::wgmma_m64nk16_bf16_rs(d, 32, a, b, accumulate);
+#else
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(int(accumulate)));
+#endif
 }
-// d += A B over the contraction 0 .. R (R rows of the tile T with C columns): A = T^T rows r0 ..
-// r0 + 63, B^T rows 0 .. 31 of a core-layout tile with R columns; one committed group.
-template <int R, int C>
-__device__ __forceinline__ void wgmma_issue_m64n32_at(float (&d)[16], const uint16_t* t, int r0, const uint16_t* b) {
-  // A k-step: two row groups of T (32 C bytes), two core matrices of B (256 bytes).
-  const uint64_t da = wgmma_desc_mn(t, C, r0), db = wgmma_desc(b, R, 0, 0);
+
+// d += A B over KS k-steps: A from registers (a[s]: k-step s), B^T rows 0 .. 31 of a core-layout
+// tile with C columns, issued as one committed group (the caller waits for it; the registers of a
+// stay unchanged until then).
+template <int KS, int C>
+__device__ __forceinline__ void wgmma_issue_m64n32_rs(float (&d)[16], const uint32_t (&a)[KS][4], const uint16_t* b) {
+  const uint64_t db = wgmma_desc(b, C, 0, 0);
   wgmma_fence();
 #pragma unroll
-  for (int k0 = 0; k0 < R; k0 += 16) wgmma_m64n32<1>(d, da + uint64_t(k0 * C / 8), db + uint64_t(k0), true);
+  for (int s = 0; s < KS; ++s) wgmma_m64n32_rs(d, a[s], db + uint64_t(16 * s), true);
   wgmma_commit();
 }
 

@@ -241,30 +241,45 @@ inline void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint3
     d[i] = acc;
   }
 }
-// wgmma.mma_async.m64nNk16.f32.bf16.bf16 with both operands in shared memory (descriptors:
-// start address, leading byte offset, stride byte offset; no swizzle), for the calling thread's
-// accumulator entries: thread (warp w of its warpgroup, g, t) holds
-// d[i] = D(16 w + g + 8 ((i / 2) % 2), 8 (i / 4) + 2 t + i % 2). K-major operands: core matrices of
-// 8 rows x 8 k (16 bytes a row), leading byte offset = the next 8 k, stride byte offset = the next
-// 8 rows. trans_a (imm-trans-a = 1): A read MN-major, core matrices of 8 k x 8 consecutive m,
-// leading byte offset = the next 8 k, stride byte offset = the next 8 m (CUTLASS's
-// Layout_MN_INTER_Atom: ((T,1,m),(8,k)) : ((1,T,SBO),(1T,LBO))). Computed at once (the products'
-// asynchrony is not modelled).
-inline void wgmma_m64nk16_bf16(float* d, int N, uint64_t da, uint64_t db, bool accumulate, bool trans_a = false) {
+// Element (row, k) of a bf16 operand in shared memory by its descriptor (start address, leading
+// byte offset, stride byte offset; no swizzle, K-major): core matrices of 8 rows x 8 k (16 bytes a
+// row), leading byte offset = the next 8 k, stride byte offset = the next 8 rows.
+inline float wgmma_operand_at(uint64_t desc, int row, int k) {
   const char* base = static_cast<const char*>(gdnsim_dynamic_smem());
-  auto at = [&](uint64_t desc, int row, int k, bool mn_major) {  // element (row, k) of an operand
-    const uint64_t start = (desc & 0x3fffu) << 4, lbo = ((desc >> 16) & 0x3fffu) << 4, sbo = ((desc >> 32) & 0x3fffu) << 4;
-    const uint64_t off = start + uint64_t(row / 8) * sbo + uint64_t(k / 8) * lbo +
-                         (mn_major ? uint64_t(k % 8) * 16 + uint64_t(row % 8) * 2 : uint64_t(row % 8) * 16 + uint64_t(k % 8) * 2);
-    uint16_t h;
-    std::memcpy(&h, base + off, 2);
-    return bf16_at(h, 0);
-  };
+  const uint64_t start = (desc & 0x3fffu) << 4, lbo = ((desc >> 16) & 0x3fffu) << 4, sbo = ((desc >> 32) & 0x3fffu) << 4;
+  const uint64_t off = start + uint64_t(row / 8) * sbo + uint64_t(k / 8) * lbo + uint64_t(row % 8) * 16 + uint64_t(k % 8) * 2;
+  uint16_t h;
+  std::memcpy(&h, base + off, 2);
+  return bf16_at(h, 0);
+}
+// wgmma.mma_async.m64nNk16.f32.bf16.bf16 with both operands in shared memory, for the calling
+// thread's accumulator entries: thread (warp w of its warpgroup, g, t) holds
+// d[i] = D(16 w + g + 8 ((i / 2) % 2), 8 (i / 4) + 2 t + i % 2). Computed at once (the products'
+// asynchrony is not modelled).
+inline void wgmma_m64nk16_bf16(float* d, int N, uint64_t da, uint64_t db, bool accumulate) {
   const int tid = int(gdnsim_current()->linear), w = (tid / 32) % 4, g = (tid % 32) / 4, t = tid % 4;
   for (int i = 0; i < N / 2; ++i) {
     const int r = 16 * w + g + 8 * ((i / 2) % 2), n = 8 * (i / 4) + 2 * t + i % 2;
     float acc = accumulate ? d[i] : 0.0f;
-    for (int k = 0; k < 16; ++k) acc += at(da, r, k, trans_a) * at(db, n, k, false);
+    for (int k = 0; k < 16; ++k) acc += wgmma_operand_at(da, r, k) * wgmma_operand_at(db, n, k);
+    d[i] = acc;
+  }
+}
+// The same with A (64 x 16) from the warpgroup's registers: each warp's rows 16 w .. 16 w + 15 as
+// mma.m16n8k16's A fragment (a[0]: row g, columns 2t, 2t + 1; a[1]: row g + 8; a[2], a[3]: the
+// columns + 8), B by descriptor (K-major). The registers are read at the issue.
+inline void wgmma_m64nk16_bf16_rs(float* d, int N, const uint32_t (&a)[4], uint64_t db, bool accumulate) {
+  uint32_t mine[4] = {a[0], a[1], a[2], a[3]}, all[32 * 4];
+  gdnsim_warp_gather(mine, 4, all);
+  auto A = [&](int r, int k) {  // element (r, k) of the warp's 16 x 16 rows
+    const int lane = 4 * (r % 8) + (k % 8) / 2, reg = (r / 8) + 2 * (k / 8);
+    return bf16_at(all[lane * 4 + reg], unsigned(k % 2));
+  };
+  const int lane = int(gdnsim_current()->lane), g = lane / 4, t = lane % 4;
+  for (int i = 0; i < N / 2; ++i) {
+    const int r = g + 8 * ((i / 2) % 2), n = 8 * (i / 4) + 2 * t + i % 2;
+    float acc = accumulate ? d[i] : 0.0f;
+    for (int k = 0; k < 16; ++k) acc += A(r, k) * wgmma_operand_at(db, n, k);
     d[i] = acc;
   }
 }
