@@ -25,12 +25,50 @@ constexpr int kWgBT = 64, kWgK = 128, kWgThreads = 512;
 
 // Shared memory (bytes): tiles in the core layout (wgmma.hpp), all 128-byte aligned.
 constexpr int kWgST = kBV * kWgK, kWgMT = kWgBT * kWgBT, kWgVT = kBV * kWgBT, kWgVin = kWgBT * kBV;
-// q / k staging rows (row-major, padded by 16 bytes so that the 8 rows of an ldmatrix are 8
-// different bank groups): [buffer][q, k] BT x kWgSP, three buffers (a chunk's rows are read until
-// its end while the next two chunks' are copied).
-constexpr int kWgSP = kWgK + 8, kWgStage = kWgBT * kWgSP;
+// q / k staging rows: [buffer][q, k] BT x K row-major, three buffers (a chunk's rows are read
+// until its end while the next two chunks' are copied), each row's 16-byte pieces swizzled
+// (stage_at) so that the 8 rows of an ldmatrix are 8 different bank groups and a copy's 8 pieces
+// of a row fill one aligned 128-byte line.
+constexpr int kWgStage = kWgBT * kWgK;
 constexpr size_t kWgSmemBytes = size_t(6 * kWgStage + kWgST + 4 * kWgMT + 3 * kWgVT + 2 * kWgVin) * 2 +
                                 2 * 4 * kWgBT * sizeof(float);
+
+// Element (r, c) of a staging tile: piece c / 8 of row r at piece (c / 8) ^ (r % 8) of its 128-byte
+// half.
+__device__ __forceinline__ int stage_at(int r, int c) {
+  const int piece = c >> 3;
+  return r * kWgK + ((piece & 8) | ((piece ^ r) & 7)) * 8 + (c & 7);
+}
+// A fragment (mma.m16n8k16's layout; wgmma's register A) of rows r0 .. r0 + 15, columns c0 ..
+// c0 + 15 of a staging tile t (r0 a multiple of 8, c0 of 16).
+__device__ __forceinline__ void stage_a(const uint16_t* t, int r0, int c0, uint32_t (&a)[4]) {
+  const int lane = threadIdx.x % 32;
+#if GDN_LDMATRIX
+  const int mat = lane / 8;  // a0: (r0, c0), a1: (r0 + 8, c0), a2: (r0, c0 + 8), a3: (r0 + 8, c0 + 8)
+  ldmatrix_x4(a, reinterpret_cast<const uint32_t*>(t + stage_at(r0 + lane % 8 + 8 * (mat % 2), c0 + 8 * (mat / 2))));
+#else
+  const int g = lane / 4, q = lane % 4;
+  for (int i = 0; i < 4; ++i) {
+    const int r = r0 + g + 8 * (i % 2), c = c0 + 2 * q + 8 * (i / 2);
+    a[i] = uint32_t(t[stage_at(r, c)]) | (uint32_t(t[stage_at(r, c + 1)]) << 16);
+  }
+#endif
+}
+// The A fragment of the transposed tile: A rows m0 .. m0 + 15 = columns of t, contraction j0 ..
+// j0 + 15 = rows of t (m0 a multiple of 8, j0 of 16).
+__device__ __forceinline__ void stage_a_trans(const uint16_t* t, int m0, int j0, uint32_t (&a)[4]) {
+  const int lane = threadIdx.x % 32;
+#if GDN_LDMATRIX
+  const int mat = lane / 8;  // a0: (m0, j0), a1: (m0 + 8, j0), a2: (m0, j0 + 8), a3: (m0 + 8, j0 + 8)
+  ldmatrix_x4_trans(a, reinterpret_cast<const uint32_t*>(t + stage_at(j0 + lane % 8 + 8 * (mat / 2), m0 + 8 * (mat % 2))));
+#else
+  const int g = lane / 4, q = lane % 4;
+  for (int i = 0; i < 4; ++i) {
+    const int m = m0 + g + 8 * (i % 2), j = j0 + 2 * q + 8 * (i / 2);
+    a[i] = uint32_t(t[stage_at(j, m)]) | (uint32_t(t[stage_at(j + 1, m)]) << 16);
+  }
+#endif
+}
 
 // x (a 64 x 32 accumulator of this thread's warpgroup, rows r0 .. of the product) rounded to
 // bf16 and transposed into the core-layout tile `t` with C columns: element (column, r0 + row).
@@ -60,7 +98,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   constexpr int BT = kWgBT, K = kWgK, NB = kBV;
   constexpr int32_t ACT = GDN_DTYPE_BF16;
   GDN_DYNAMIC_SMEM(uint16_t, sm);
-  uint16_t* stage = sm;            // [buffer][q, k]  BT x kWgSP  raw rows (row-major)
+  uint16_t* stage = sm;            // [buffer][q, k]  BT x K  raw rows (stage_at)
   uint16_t* st = stage + 6 * kWgStage;  // NB x K  S^T
   uint16_t* mt = st + kWgST;       // [buffer][Tb, Pm]  BT x BT
   uint16_t* rt = mt + 4 * kWgMT;   // NB x BT  R^T
@@ -95,7 +133,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   const int t2 = tid % 256, r2 = t2 / 16, x2 = 8 * (t2 % 16);
   const char* q_src = q_rows.base + r2 * q_rows.stride + 2 * x2;
   const char* k_src = k_rows.base + r2 * k_rows.stride + 2 * x2;
-  uint16_t* const stage_dst = stage + r2 * kWgSP + x2;
+  uint16_t* const stage_dst = stage + stage_at(r2, x2);  // + 16 K a step of 16 rows
   auto stage_qk = [&](int64_t c, int sb) {  // one commit group, empty past the end
     if (c < end) {
       const int Lc = chunk_len<BT>(c, end);
@@ -105,18 +143,18 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       if (Lc == BT) {
 #pragma unroll
         for (int u = 0; u < 4; ++u) {
-          async_copy16(d + 16 * u * kWgSP, qs + 16 * u * q_rows.stride);
-          async_copy16(d + kWgStage + 16 * u * kWgSP, ks + 16 * u * k_rows.stride);
+          async_copy16(d + 16 * u * K, qs + 16 * u * q_rows.stride);
+          async_copy16(d + kWgStage + 16 * u * K, ks + 16 * u * k_rows.stride);
         }
       } else {
 #pragma unroll
         for (int u = 0; u < 4; ++u) {
           if (r2 + 16 * u < Lc) {
-            async_copy16(d + 16 * u * kWgSP, qs + 16 * u * q_rows.stride);
-            async_copy16(d + kWgStage + 16 * u * kWgSP, ks + 16 * u * k_rows.stride);
+            async_copy16(d + 16 * u * K, qs + 16 * u * q_rows.stride);
+            async_copy16(d + kWgStage + 16 * u * K, ks + 16 * u * k_rows.stride);
           } else {
-            *reinterpret_cast<uint4*>(d + 16 * u * kWgSP) = make_uint4(0, 0, 0, 0);
-            *reinterpret_cast<uint4*>(d + kWgStage + 16 * u * kWgSP) = make_uint4(0, 0, 0, 0);
+            *reinterpret_cast<uint4*>(d + 16 * u * K) = make_uint4(0, 0, 0, 0);
+            *reinterpret_cast<uint4*>(d + kWgStage + 16 * u * K) = make_uint4(0, 0, 0, 0);
           }
         }
       }
@@ -124,13 +162,19 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
     async_commit();
   };
 
-  // WG1 (t1 = 0 .. 127): Tb and Pm rows t1 / 8 + 16 q (q = 0 .. 3), piece t1 % 8; v rows
+  // WG1 (t1 = 0 .. 127): Tb and Pm rows mats_row + 32 (q / 2) (q = 0 .. 3), 16-byte piece
+  // mats_piece + 4 (q % 2): the 8 lanes of a quarter warp write the 8 rows of one core matrix (8
+  // different bank groups; 8 pieces of one row, as a row-wise split gives, are one bank group:
+  // ncu measured 8 wavefronts a quarter warp), a warp reads 64 contiguous bytes of 8 rows. v rows
   // t1 / 4 + 32 q (q = 0, 1), piece t1 % 4. Fixed per-thread addressing as in stage_qk.
-  const int t1 = tid % 128;
-  const float* mats_src = mats + (t1 / 8) * mats_stride + 4 * (t1 % 8);
-  const int mats_dst = core_at(t1 / 8, 8 * (t1 % 8), BT);  // + 16 BT a step of 16 rows
+  const int t1 = tid % 128, mats_row = 8 * (t1 / 32) + t1 % 8, mats_piece = (t1 % 32) / 8;
+  const float* mats_src = mats + mats_row * mats_stride + 4 * mats_piece;
+  const int mats_dst = core_at(mats_row, 8 * mats_piece, BT);
   const char* v_src = v_rows.base + (t1 / 4) * v_rows.stride + 2 * (v0 + 8 * (t1 % 4));
   const int v_dst = (t1 / 4) * NB + 8 * (t1 % 4);
+  // step q: + 32 rows (q / 2), + 4 pieces (q % 2)
+  auto mats_step = [](int q) { return (q / 2) * core_at(32, 0, BT) + (q % 2) * core_at(0, 32, BT); };
+  auto mats_src_step = [&](int q) { return (q / 2) * 32 * mats_stride + (q % 2) * 16; };
   auto copy_mats_v = [&](int64_t c, int b) {
     const int Lc = chunk_len<BT>(c, end);
     const float* ms = mats_src + c * mats_stride;
@@ -141,7 +185,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
 #pragma unroll
       for (int q = 0; q < 4; ++q)
 #pragma unroll
-        for (int pm = 0; pm < 2; ++pm) async_copy16(md + pm * kWgMT + 16 * BT * q, ms + 16 * q * mats_stride + pm * kMaxBT);
+        for (int pm = 0; pm < 2; ++pm) async_copy16(md + pm * kWgMT + mats_step(q), ms + mats_src_step(q) + pm * kMaxBT);
 #pragma unroll
       for (int q = 0; q < 2; ++q) async_copy16(vd + 32 * NB * q, vs + 32 * q * v_rows.stride);
     } else {
@@ -149,9 +193,9 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       for (int q = 0; q < 4; ++q)
 #pragma unroll
         for (int pm = 0; pm < 2; ++pm) {
-          uint16_t* d = md + pm * kWgMT + 16 * BT * q;
-          if (t1 / 8 + 16 * q < Lc)
-            async_copy16(d, ms + 16 * q * mats_stride + pm * kMaxBT);
+          uint16_t* d = md + pm * kWgMT + mats_step(q);
+          if (mats_row + 32 * (q / 2) < Lc)
+            async_copy16(d, ms + mats_src_step(q) + pm * kMaxBT);
           else
             *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
         }
@@ -216,14 +260,14 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   // then two block barriers. b: the buffer of Tb / Pm / v / factors (chunk index mod 2); sb: the
   // q / k staging (mod 3).
   auto next = [](int& b, int& sb) { b ^= 1, sb = sb == 2 ? 0 : sb + 1; };
-  auto staging = [&](int sb, int kq) { return reinterpret_cast<const uint32_t*>(stage + (2 * sb + kq) * kWgStage); };
+  auto staging = [&](int sb, int kq) { return stage + (2 * sb + kq) * kWgStage; };
   if (wg == 0) {  // K S -> R^T; Vn = Tb R -> Vn^T, Vd^T
     int b = 0, sb = 0;
     for (int64_t c0 = start; c0 < end; c0 += BT, next(b, sb)) {
       const int L = chunk_len<BT>(c0, end);
       const float* s = sc + b * 4 * BT;
       uint32_t a[8][4];  // A = the k rows (warp w4: rows 16 w4 ..)
-      for (int k = 0; k < 8; ++k) load_a1(staging(sb, 1), kWgSP / 2, 16 * w4, 8 * k, a[k]);
+      for (int k = 0; k < 8; ++k) stage_a(staging(sb, 1), 16 * w4, 16 * k, a[k]);
       float acc[16] = {};
       wgmma_issue_m64n32_rs<8, K>(acc, a, st);
       uint32_t vp[8];  // the v pairs and row factors of R while the product runs
@@ -266,7 +310,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       // Q S -> O beside Tb R (off K S's phase: S^T and the q rows stay until the update).
       float o[16] = {};
       uint32_t a[8][4];
-      for (int k = 0; k < 8; ++k) load_a1(staging(sb, 0), kWgSP / 2, 16 * w4, 8 * k, a[k]);
+      for (int k = 0; k < 8; ++k) stage_a(staging(sb, 0), 16 * w4, 16 * k, a[k]);
       wgmma_issue_m64n32_rs<8, K>(o, a, st);
       const float of[2] = {s[kOf + row_of(0)], s[kOf + row_of(2)]};
       wgmma_wait<0>(o);
@@ -298,7 +342,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       named_barrier_sync<3, 256>();
 
       uint32_t kt[4][4];  // A = K^T: state rows m0 + 16 w4 .., while WG0 runs Tb R
-      for (int k = 0; k < 4; ++k) load_a1_trans(staging(sb, 1), kWgSP / 2, m0 + 16 * w4, 16 * k, kt[k]);
+      for (int k = 0; k < 4; ++k) stage_a_trans(staging(sb, 1), m0 + 16 * w4, 16 * k, kt[k]);
       const float e_last = s[kEg + L - 1];
       for (int i = 0; i < 16; ++i) sr[i] *= e_last;
       __syncthreads();
