@@ -1,21 +1,24 @@
 // Prefill step 3 on Hopper warpgroup products (sm_90a wgmma; bf16 activations, K = 128, BT = 64):
-// the state kernel with every product one asynchronous m64n32k16 chain on operands in shared
-// memory (wgmma.hpp), no fragment loads. Part of prefill.cu (included inside its anonymous
-// namespace: Work, TokenRows, TileJob, chunk_len, kBV, kMaxBT).
+// the state kernel with every product one asynchronous m64n32k16 chain, A from registers (loaded
+// by ldmatrix from swizzled row-major tiles), B from core-layout tiles in shared memory
+// (wgmma.hpp). Part of prefill.cu (included inside its anonymous namespace: Work, TokenRows,
+// TileJob, chunk_len, kBV, kMaxBT).
 //
-// One block per (sequence, value head, 32-column tile of S), four warpgroups with fixed roles:
+// One block per (sequence, value head, 32-column tile of S), four warpgroups with fixed roles,
+// one loop each:
 //   WG0  K S (A = the raw k rows, B = S^T) -> R = V - exp(gc) kf K S -> R^T;
 //        then Vn = Tb R -> Vn^T and Vd^T = (exp(gc_last - gc) kf Vn)^T.
-//   WG1  Q S -> O = exp(gc) qf Q S, kept in registers; then O += Pm Vn -> out.
+//   WG1  the copies of the next chunk's Tb, Pm, v and its factors; Q S -> O = exp(gc) qf Q S,
+//        kept in registers; then O += Pm Vn -> out.
 //   WG2, WG3  the copies of q and k while K S runs; then S <- exp(gc_last) S + K^T Vd on their
 //        64 state rows 64 (wg - 2) .. (fp32, in registers for the whole sequence) -> S^T for the
 //        next chunk.
 // A chunk: K S; a barrier of WG0's own (R^T is its own; the others take barriers of their own
 // there); Tb R and Q S; a block barrier; the update and O += Pm Vn; a block barrier. q and k are
-// copied two chunks ahead into row-major staging rows (three buffers, stage_qk) and enter the
-// products from there as register operands (ldmatrix; .trans gives K^T), so they are never moved
-// into the core layout; Tb, Pm and v a chunk ahead (copy_mats_v), the decays and norm factors a
-// chunk ahead into registers.
+// copied two chunks ahead into swizzled row-major staging (three buffers, stage_qk), Tb, Pm and v
+// a chunk ahead (copy_mats_v), the decays and norm factors a chunk ahead into registers; every
+// A operand is ldmatrix'd from those tiles (.trans gives K^T), so nothing is moved into the core
+// layout but the products' own outputs.
 // Bf16 products only (the layer's GDN_PRECISION_BF16: every operand rounded to bf16, the state
 // itself kept in fp32): with split operands for fp32 accuracy (two or three products each) this
 // kernel measured slower than state_mma_kernel on the H100 (docs/perf-notes.md, session 11), so
@@ -27,45 +30,49 @@ constexpr int kWgBT = 64, kWgK = 128, kWgThreads = 512;
 constexpr int kWgST = kBV * kWgK, kWgMT = kWgBT * kWgBT, kWgVT = kBV * kWgBT, kWgVin = kWgBT * kBV;
 // q / k staging rows: [buffer][q, k] BT x K row-major, three buffers (a chunk's rows are read
 // until its end while the next two chunks' are copied), each row's 16-byte pieces swizzled
-// (stage_at) so that the 8 rows of an ldmatrix are 8 different bank groups and a copy's 8 pieces
+// (swz_at) so that the 8 rows of an ldmatrix are 8 different bank groups and a copy's 8 pieces
 // of a row fill one aligned 128-byte line.
 constexpr int kWgStage = kWgBT * kWgK;
 constexpr size_t kWgSmemBytes = size_t(6 * kWgStage + kWgST + 4 * kWgMT + 3 * kWgVT + 2 * kWgVin) * 2 +
                                 2 * 4 * kWgBT * sizeof(float);
 
-// Element (r, c) of a staging tile: piece c / 8 of row r at piece (c / 8) ^ (r % 8) of its 128-byte
-// half.
-__device__ __forceinline__ int stage_at(int r, int c) {
+// Element (r, c) of a swizzled row-major bf16 tile with C columns (a multiple of 64): the 16-byte
+// piece c / 8 of row r at piece (c / 8) ^ (r % 8) of its 128-byte line, so that a copy's 8 pieces
+// of a row fill one aligned line and the 8 rows of an ldmatrix are 8 different bank groups.
+template <int C>
+__device__ __forceinline__ int swz_at(int r, int c) {
   const int piece = c >> 3;
-  return r * kWgK + ((piece & 8) | ((piece ^ r) & 7)) * 8 + (c & 7);
+  return r * C + ((piece & ~7) | ((piece ^ r) & 7)) * 8 + (c & 7);
 }
 // A fragment (mma.m16n8k16's layout; wgmma's register A) of rows r0 .. r0 + 15, columns c0 ..
-// c0 + 15 of a staging tile t (r0 a multiple of 8, c0 of 16).
-__device__ __forceinline__ void stage_a(const uint16_t* t, int r0, int c0, uint32_t (&a)[4]) {
+// c0 + 15 of a swizzled tile t with C columns (r0 a multiple of 8, c0 of 16).
+template <int C>
+__device__ __forceinline__ void swz_a(const uint16_t* t, int r0, int c0, uint32_t (&a)[4]) {
   const int lane = threadIdx.x % 32;
 #if GDN_LDMATRIX
   const int mat = lane / 8;  // a0: (r0, c0), a1: (r0 + 8, c0), a2: (r0, c0 + 8), a3: (r0 + 8, c0 + 8)
-  ldmatrix_x4(a, reinterpret_cast<const uint32_t*>(t + stage_at(r0 + lane % 8 + 8 * (mat % 2), c0 + 8 * (mat / 2))));
+  ldmatrix_x4(a, reinterpret_cast<const uint32_t*>(t + swz_at<C>(r0 + lane % 8 + 8 * (mat % 2), c0 + 8 * (mat / 2))));
 #else
   const int g = lane / 4, q = lane % 4;
   for (int i = 0; i < 4; ++i) {
     const int r = r0 + g + 8 * (i % 2), c = c0 + 2 * q + 8 * (i / 2);
-    a[i] = uint32_t(t[stage_at(r, c)]) | (uint32_t(t[stage_at(r, c + 1)]) << 16);
+    a[i] = uint32_t(t[swz_at<C>(r, c)]) | (uint32_t(t[swz_at<C>(r, c + 1)]) << 16);
   }
 #endif
 }
 // The A fragment of the transposed tile: A rows m0 .. m0 + 15 = columns of t, contraction j0 ..
 // j0 + 15 = rows of t (m0 a multiple of 8, j0 of 16).
-__device__ __forceinline__ void stage_a_trans(const uint16_t* t, int m0, int j0, uint32_t (&a)[4]) {
+template <int C>
+__device__ __forceinline__ void swz_a_trans(const uint16_t* t, int m0, int j0, uint32_t (&a)[4]) {
   const int lane = threadIdx.x % 32;
 #if GDN_LDMATRIX
   const int mat = lane / 8;  // a0: (m0, j0), a1: (m0 + 8, j0), a2: (m0, j0 + 8), a3: (m0 + 8, j0 + 8)
-  ldmatrix_x4_trans(a, reinterpret_cast<const uint32_t*>(t + stage_at(j0 + lane % 8 + 8 * (mat / 2), m0 + 8 * (mat % 2))));
+  ldmatrix_x4_trans(a, reinterpret_cast<const uint32_t*>(t + swz_at<C>(j0 + lane % 8 + 8 * (mat / 2), m0 + 8 * (mat % 2))));
 #else
   const int g = lane / 4, q = lane % 4;
   for (int i = 0; i < 4; ++i) {
     const int m = m0 + g + 8 * (i % 2), j = j0 + 2 * q + 8 * (i / 2);
-    a[i] = uint32_t(t[stage_at(j, m)]) | (uint32_t(t[stage_at(j + 1, m)]) << 16);
+    a[i] = uint32_t(t[swz_at<C>(j, m)]) | (uint32_t(t[swz_at<C>(j + 1, m)]) << 16);
   }
 #endif
 }
@@ -98,9 +105,9 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   constexpr int BT = kWgBT, K = kWgK, NB = kBV;
   constexpr int32_t ACT = GDN_DTYPE_BF16;
   GDN_DYNAMIC_SMEM(uint16_t, sm);
-  uint16_t* stage = sm;            // [buffer][q, k]  BT x K  raw rows (stage_at)
+  uint16_t* stage = sm;            // [buffer][q, k]  BT x K  raw rows (swz_at)
   uint16_t* st = stage + 6 * kWgStage;  // NB x K  S^T
-  uint16_t* mt = st + kWgST;       // [buffer][Tb, Pm]  BT x BT
+  uint16_t* mt = st + kWgST;       // [buffer][Tb, Pm]  BT x BT  (swz_at)
   uint16_t* rt = mt + 4 * kWgMT;   // NB x BT  R^T
   uint16_t* nt = rt + kWgVT;       // Vn^T
   uint16_t* vt = nt + kWgVT;       // Vd^T
@@ -133,7 +140,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   const int t2 = tid % 256, r2 = t2 / 16, x2 = 8 * (t2 % 16);
   const char* q_src = q_rows.base + r2 * q_rows.stride + 2 * x2;
   const char* k_src = k_rows.base + r2 * k_rows.stride + 2 * x2;
-  uint16_t* const stage_dst = stage + stage_at(r2, x2);  // + 16 K a step of 16 rows
+  uint16_t* const stage_dst = stage + swz_at<K>(r2, x2);  // + 16 K a step of 16 rows
   auto stage_qk = [&](int64_t c, int sb) {  // one commit group, empty past the end
     if (c < end) {
       const int Lc = chunk_len<BT>(c, end);
@@ -162,19 +169,17 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
     async_commit();
   };
 
-  // WG1 (t1 = 0 .. 127): Tb and Pm rows mats_row + 32 (q / 2) (q = 0 .. 3), 16-byte piece
-  // mats_piece + 4 (q % 2): the 8 lanes of a quarter warp write the 8 rows of one core matrix (8
-  // different bank groups; 8 pieces of one row, as a row-wise split gives, are one bank group:
-  // ncu measured 8 wavefronts a quarter warp), a warp reads 64 contiguous bytes of 8 rows. v rows
-  // t1 / 4 + 32 q (q = 0, 1), piece t1 % 4. Fixed per-thread addressing as in stage_qk.
-  const int t1 = tid % 128, mats_row = 8 * (t1 / 32) + t1 % 8, mats_piece = (t1 % 32) / 8;
-  const float* mats_src = mats + mats_row * mats_stride + 4 * mats_piece;
-  const int mats_dst = core_at(mats_row, 8 * mats_piece, BT);
+  // WG1 (t1 = 0 .. 127): Tb and Pm rows t1 / 8 + 16 q (q = 0 .. 3), piece t1 % 8, into swizzled
+  // row-major tiles (swz_at: a quarter warp's 8 pieces fill one 128-byte line; into the core
+  // layout they were 8 pieces of one bank group, and an LDGSTS's shared writes follow its global
+  // sectors, so no lane order served both: ncu measured 32 wavefronts and 32 sectors an
+  // instruction, now 4 and 16); v rows t1 / 4 + 32 q (q = 0, 1), piece t1 % 4. Fixed per-thread
+  // addressing as in stage_qk.
+  const int t1 = tid % 128;
+  const float* mats_src = mats + (t1 / 8) * mats_stride + 4 * (t1 % 8);
+  const int mats_dst = swz_at<BT>(t1 / 8, 8 * (t1 % 8));  // + 16 BT a step of 16 rows
   const char* v_src = v_rows.base + (t1 / 4) * v_rows.stride + 2 * (v0 + 8 * (t1 % 4));
   const int v_dst = (t1 / 4) * NB + 8 * (t1 % 4);
-  // step q: + 32 rows (q / 2), + 4 pieces (q % 2)
-  auto mats_step = [](int q) { return (q / 2) * core_at(32, 0, BT) + (q % 2) * core_at(0, 32, BT); };
-  auto mats_src_step = [&](int q) { return (q / 2) * 32 * mats_stride + (q % 2) * 16; };
   auto copy_mats_v = [&](int64_t c, int b) {
     const int Lc = chunk_len<BT>(c, end);
     const float* ms = mats_src + c * mats_stride;
@@ -185,7 +190,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
 #pragma unroll
       for (int q = 0; q < 4; ++q)
 #pragma unroll
-        for (int pm = 0; pm < 2; ++pm) async_copy16(md + pm * kWgMT + mats_step(q), ms + mats_src_step(q) + pm * kMaxBT);
+        for (int pm = 0; pm < 2; ++pm) async_copy16(md + pm * kWgMT + 16 * BT * q, ms + 16 * q * mats_stride + pm * kMaxBT);
 #pragma unroll
       for (int q = 0; q < 2; ++q) async_copy16(vd + 32 * NB * q, vs + 32 * q * v_rows.stride);
     } else {
@@ -193,9 +198,9 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       for (int q = 0; q < 4; ++q)
 #pragma unroll
         for (int pm = 0; pm < 2; ++pm) {
-          uint16_t* d = md + pm * kWgMT + mats_step(q);
-          if (mats_row + 32 * (q / 2) < Lc)
-            async_copy16(d, ms + mats_src_step(q) + pm * kMaxBT);
+          uint16_t* d = md + pm * kWgMT + 16 * BT * q;
+          if (t1 / 8 + 16 * q < Lc)
+            async_copy16(d, ms + 16 * q * mats_stride + pm * kMaxBT);
           else
             *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
         }
@@ -267,10 +272,12 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       const int L = chunk_len<BT>(c0, end);
       const float* s = sc + b * 4 * BT;
       uint32_t a[8][4];  // A = the k rows (warp w4: rows 16 w4 ..)
-      for (int k = 0; k < 8; ++k) stage_a(staging(sb, 1), 16 * w4, 16 * k, a[k]);
+      for (int k = 0; k < 8; ++k) swz_a<K>(staging(sb, 1), 16 * w4, 16 * k, a[k]);
       float acc[16] = {};
       wgmma_issue_m64n32_rs<8, K>(acc, a, st);
-      uint32_t vp[8];  // the v pairs and row factors of R while the product runs
+      uint32_t tbf[4][4];  // while the product runs: Tb (the A of Tb R), the v pairs and row factors of R
+      for (int k = 0; k < 4; ++k) swz_a<BT>(mt + 2 * b * kWgMT, 16 * w4, 16 * k, tbf[k]);
+      uint32_t vp[8];
       for (int i = 0; i < 16; i += 2)
         vp[i / 2] = *reinterpret_cast<const uint32_t*>(vin + b * kWgVin + row_of(i) * NB + col_of(i));
       const float rf[2] = {s[kRf + row_of(0)], s[kRf + row_of(2)]};
@@ -285,7 +292,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       named_barrier_sync<1, 128>();  // R^T is WG0's own
 
       float vn[16] = {};
-      wgmma_issue_m64n32<BT>(vn, mt + 2 * b * kWgMT, 0, rt);
+      wgmma_issue_m64n32_rs<4, BT>(vn, tbf, rt);
       const float uf[2] = {s[kUf + row_of(0)], s[kUf + row_of(2)]};
       wgmma_wait<0>(vn);
       store_acc_t(nt, BT, 0, vn);
@@ -310,14 +317,16 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       // Q S -> O beside Tb R (off K S's phase: S^T and the q rows stay until the update).
       float o[16] = {};
       uint32_t a[8][4];
-      for (int k = 0; k < 8; ++k) stage_a(staging(sb, 0), 16 * w4, 16 * k, a[k]);
+      for (int k = 0; k < 8; ++k) swz_a<K>(staging(sb, 0), 16 * w4, 16 * k, a[k]);
       wgmma_issue_m64n32_rs<8, K>(o, a, st);
+      uint32_t pmf[4][4];  // Pm (the A of Pm Vn) while it runs
+      for (int k = 0; k < 4; ++k) swz_a<BT>(mt + 2 * b * kWgMT + kWgMT, 16 * w4, 16 * k, pmf[k]);
       const float of[2] = {s[kOf + row_of(0)], s[kOf + row_of(2)]};
       wgmma_wait<0>(o);
       for (int i = 0; i < 16; ++i) o[i] *= of[(i / 2) % 2];
       __syncthreads();
 
-      wgmma_issue_m64n32<BT>(o, mt + 2 * b * kWgMT + kWgMT, 0, nt);
+      wgmma_issue_m64n32_rs<4, BT>(o, pmf, nt);
       wgmma_wait<0>(o);
       // Columns col_of(i), col_of(i) + 1 as one word: rows r_out (hh = 0) and r_out + 8 (hh = 1),
       // 16-byte steps along the row (i / 4); a full chunk tests no row.
@@ -328,8 +337,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
         if (L == BT || r_out + 8 * hh < L)
           *reinterpret_cast<uint32_t*>(ob + 8 * hh * out_rows.stride + 16 * (i / 4)) = pack_bf16x2(o[i], o[i + 1]);
       }
-      async_wait<0>();  // the next chunk's copies
-      wgmma_proxy_fence();
+      async_wait<0>();  // the next chunk's copies (read by ldmatrix and plain loads: no proxy fence)
       __syncthreads();
     }
   } else {  // the copies of q / k; S <- exp(gc_last) S + K^T Vd -> S^T
@@ -342,7 +350,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       named_barrier_sync<3, 256>();
 
       uint32_t kt[4][4];  // A = K^T: state rows m0 + 16 w4 .., while WG0 runs Tb R
-      for (int k = 0; k < 4; ++k) stage_a_trans(staging(sb, 1), m0 + 16 * w4, 16 * k, kt[k]);
+      for (int k = 0; k < 4; ++k) swz_a_trans<K>(staging(sb, 1), m0 + 16 * w4, 16 * k, kt[k]);
       const float e_last = s[kEg + L - 1];
       for (int i = 0; i < 16; ++i) sr[i] *= e_last;
       __syncthreads();

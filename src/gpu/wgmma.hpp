@@ -1,12 +1,13 @@
 // Hopper warpgroup products (sm_90a wgmma.mma_async m64n32k16, bf16 operands, fp32 accumulators):
-// both operands in shared memory in the no-swizzle K-major layout, the accumulators in the
-// registers of the 128 threads of a warpgroup.
+// A (64 x 16 a k-step) from the registers of the warpgroup's 128 threads (mma.m16n8k16's A
+// fragment, one 16-row slice a warp), B in shared memory in the no-swizzle K-major layout, the
+// accumulators in registers.
 //
-// Tile layout ("core" layout): an R x C bf16 tile (C = the contraction index, a multiple of 16)
-// is stored as 8 x 8 core matrices of 128 contiguous bytes (8 rows of 16 bytes), the core
+// Tile layout of B ("core" layout): an R x C bf16 tile (C = the contraction index, a multiple of
+// 16) is stored as 8 x 8 core matrices of 128 contiguous bytes (8 rows of 16 bytes), the core
 // matrices of one row group consecutive along C: element (r, c) at core_at(r, c, C). In the
 // descriptor: leading byte offset (next core matrix along K) 128, stride byte offset (next 8 rows)
-// 16 C. A = rows m (64 of them), B = B^T rows n (32), both K-major.
+// 16 C; B^T rows n (32), K-major.
 // Accumulator fragment of thread (warp w of the warpgroup, g = lane / 4, t = lane % 4): d[i] is
 // row 16 w + g + 8 ((i / 2) % 2), column 8 (i / 4) + 2 t + i % 2 -- mma.m16n8's C layout, four
 // column blocks.
@@ -87,35 +88,8 @@ __device__ __forceinline__ void stmatrix_x4_trans(uint16_t* row, const uint32_t 
 }
 #endif
 
-// d (+)= A B: A 64 x 16 and B^T 32 x 16 by descriptor; accumulate = false overwrites d.
-__device__ __forceinline__ void wgmma_m64n32(float (&d)[16], uint64_t a, uint64_t b, bool accumulate) {
-#if defined(GDN_GPU_SIM)
-  gdnsim::wgmma_m64nk16_bf16(d, 32, a, b, accumulate);
-#else
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
-        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-      : "l"(a), "l"(b), "r"(int(accumulate)));
-#endif
-}
-
-// d += A B over the contraction 0 .. C: A rows r0 .. r0 + 63 and B^T rows 0 .. 31 of core-layout
-// tiles with C columns, issued as one committed group (the caller waits for it).
-template <int C>
-__device__ __forceinline__ void wgmma_issue_m64n32(float (&d)[16], const uint16_t* a, int r0, const uint16_t* b) {
-  // A k-step moves both descriptors by two core matrices (256 bytes: 16 in the address field).
-  const uint64_t da = wgmma_desc(a, C, r0, 0), db = wgmma_desc(b, C, 0, 0);
-  wgmma_fence();
-#pragma unroll
-  for (int k0 = 0; k0 < C; k0 += 16) wgmma_m64n32(d, da + uint64_t(k0), db + uint64_t(k0), true);
-  wgmma_commit();
-}
-
 // d (+)= A B with A (64 x 16) from the warpgroup's registers: warp w's rows 16 w .. 16 w + 15 as
-// mma.m16n8k16's A fragment (load_a1 / load_a1_trans), B^T 32 x 16 by descriptor.
+// mma.m16n8k16's A fragment, B^T 32 x 16 by descriptor.
 __device__ __forceinline__ void wgmma_m64n32_rs(float (&d)[16], const uint32_t (&a)[4], uint64_t b, bool accumulate) {
 #if defined(GDN_GPU_SIM)
   gdnsim::wgmma_m64nk16_bf16_rs(d, 32, a, b, accumulate);

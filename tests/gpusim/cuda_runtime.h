@@ -252,22 +252,12 @@ inline float wgmma_operand_at(uint64_t desc, int row, int k) {
   std::memcpy(&h, base + off, 2);
   return bf16_at(h, 0);
 }
-// wgmma.mma_async.m64nNk16.f32.bf16.bf16 with both operands in shared memory, for the calling
-// thread's accumulator entries: thread (warp w of its warpgroup, g, t) holds
-// d[i] = D(16 w + g + 8 ((i / 2) % 2), 8 (i / 4) + 2 t + i % 2). Computed at once (the products'
-// asynchrony is not modelled).
-inline void wgmma_m64nk16_bf16(float* d, int N, uint64_t da, uint64_t db, bool accumulate) {
-  const int tid = int(gdnsim_current()->linear), w = (tid / 32) % 4, g = (tid % 32) / 4, t = tid % 4;
-  for (int i = 0; i < N / 2; ++i) {
-    const int r = 16 * w + g + 8 * ((i / 2) % 2), n = 8 * (i / 4) + 2 * t + i % 2;
-    float acc = accumulate ? d[i] : 0.0f;
-    for (int k = 0; k < 16; ++k) acc += wgmma_operand_at(da, r, k) * wgmma_operand_at(db, n, k);
-    d[i] = acc;
-  }
-}
-// The same with A (64 x 16) from the warpgroup's registers: each warp's rows 16 w .. 16 w + 15 as
-// mma.m16n8k16's A fragment (a[0]: row g, columns 2t, 2t + 1; a[1]: row g + 8; a[2], a[3]: the
-// columns + 8), B by descriptor (K-major). The registers are read at the issue.
+// wgmma.mma_async.m64nNk16.f32.bf16.bf16 with A (64 x 16) from the warpgroup's registers -- each
+// warp's rows 16 w .. 16 w + 15 as mma.m16n8k16's A fragment (a[0]: row g, columns 2t, 2t + 1;
+// a[1]: row g + 8; a[2], a[3]: the columns + 8) -- and B in shared memory by descriptor, for the
+// calling thread's accumulator entries: thread (warp w of its warpgroup, g, t) holds
+// d[i] = D(16 w + g + 8 ((i / 2) % 2), 8 (i / 4) + 2 t + i % 2). Computed at the issue (the
+// products' asynchrony is not modelled).
 inline void wgmma_m64nk16_bf16_rs(float* d, int N, const uint32_t (&a)[4], uint64_t db, bool accumulate) {
   uint32_t mine[4] = {a[0], a[1], a[2], a[3]}, all[32 * 4];
   gdnsim_warp_gather(mine, 4, all);
