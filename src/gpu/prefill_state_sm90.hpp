@@ -33,7 +33,7 @@ constexpr int kWgST = kBV * kWgK, kWgMT = kWgBT * kWgBT, kWgVT = kBV * kWgBT, kW
 // (swz_at) so that the 8 rows of an ldmatrix are 8 different bank groups and a copy's 8 pieces
 // of a row fill one aligned 128-byte line.
 constexpr int kWgStage = kWgBT * kWgK;
-constexpr size_t kWgSmemBytes = size_t(6 * kWgStage + kWgST + 4 * kWgMT + 3 * kWgVT + 2 * kWgVin) * 2 +
+constexpr size_t kWgSmemBytes = size_t(6 * kWgStage + kWgST + 4 * kWgMT + 3 * kWgVT + 3 * kWgVin) * 2 +
                                 2 * 4 * kWgBT * sizeof(float);
 
 // Element (r, c) of a swizzled row-major bf16 tile with C columns (a multiple of 64): the 16-byte
@@ -77,6 +77,11 @@ __device__ __forceinline__ void swz_a_trans(const uint16_t* t, int m0, int j0, u
 #endif
 }
 
+// Element (r, c) of the output tile (BT x kBV bf16, 64-byte rows): the 16-byte piece c / 8 of row r
+// at piece (c / 8) ^ ((r / 2) % 4), so that stmatrix's 8 rows of a matrix and a quarter warp's
+// 16-byte reads of two rows are 8 different bank groups.
+__device__ __forceinline__ int out_at(int r, int c) { return r * kBV + (((c >> 3) ^ (r >> 1)) & 3) * 8 + (c & 7); }
+
 // x (a 64 x 32 accumulator of this thread's warpgroup, rows r0 .. of the product) rounded to
 // bf16 and transposed into the core-layout tile `t` with C columns: element (column, r0 + row).
 // Each 8 x 8 block of a warp's fragment is one core matrix of the transposed tile: two
@@ -112,7 +117,8 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   uint16_t* nt = rt + kWgVT;       // Vn^T
   uint16_t* vt = nt + kWgVT;       // Vd^T
   uint16_t* vin = vt + kWgVT;      // [buffer]  BT x NB  raw v rows (row-major)
-  float* sc = reinterpret_cast<float*>(vin + 2 * kWgVin);  // [buffer][rf, of, uf, eg]  BT
+  uint16_t* ot = vin + 2 * kWgVin;  // BT x NB  the output's bf16 rows (out_at), WG1's
+  float* sc = reinterpret_cast<float*>(ot + kWgVin);  // [buffer][rf, of, uf, eg]  BT
   enum { kRf = 0, kOf = BT, kUf = 2 * BT, kEg = 3 * BT };
 
   const int64_t HV = p.d.HV, HK = p.d.HK;
@@ -232,9 +238,9 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
     }
   };
 
-  // WG1's output words: row r_out of the chunk, columns v0 + 2 q4 .. (row_of / col_of of entry 0).
-  const int r_out = row_of(0);
-  char* const out_c0 = out_rows.base + r_out * out_rows.stride + 2 * (v0 + col_of(0));
+  // WG1's output pieces: rows 16 w4 + lane / 4 + 8 u (u = 0, 1) of the chunk, columns v0 + 8 (lane % 4) ..
+  const int out_row = 16 * w4 + (tid % 32) / 4, out_pc = tid % 4;
+  char* const out_c0 = out_rows.base + out_row * out_rows.stride + 2 * (v0 + 8 * out_pc);
 
   // WG2 / WG3: state rows m0 .. m0 + 63, columns v0 ..: fp32 accumulators for the whole sequence.
   const int m0 = 64 * (wg - 2);
@@ -316,27 +322,43 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       named_barrier_sync<2, 128>();
       // Q S -> O beside Tb R (off K S's phase: S^T and the q rows stay until the update).
       float o[16] = {};
-      uint32_t a[8][4];
-      for (int k = 0; k < 8; ++k) swz_a<K>(staging(sb, 0), 16 * w4, 16 * k, a[k]);
-      wgmma_issue_m64n32_rs<8, K>(o, a, st);
-      uint32_t pmf[4][4];  // Pm (the A of Pm Vn) while it runs
+      {
+        uint32_t a[8][4];
+        for (int k = 0; k < 8; ++k) swz_a<K>(staging(sb, 0), 16 * w4, 16 * k, a[k]);
+        wgmma_issue_m64n32_rs<8, K>(o, a, st);
+        wgmma_wait<0>(o);
+      }
+      uint32_t pmf[4][4];  // Pm (the A of Pm Vn), once Q S's registers are free
       for (int k = 0; k < 4; ++k) swz_a<BT>(mt + 2 * b * kWgMT + kWgMT, 16 * w4, 16 * k, pmf[k]);
       const float of[2] = {s[kOf + row_of(0)], s[kOf + row_of(2)]};
-      wgmma_wait<0>(o);
       for (int i = 0; i < 16; ++i) o[i] *= of[(i / 2) % 2];
       __syncthreads();
 
       wgmma_issue_m64n32_rs<4, BT>(o, pmf, nt);
       wgmma_wait<0>(o);
-      // Columns col_of(i), col_of(i) + 1 as one word: rows r_out (hh = 0) and r_out + 8 (hh = 1),
-      // 16-byte steps along the row (i / 4); a full chunk tests no row.
+      // The output: the warp's 16 rows as bf16 into the tile (stmatrix), then back as 16-byte
+      // pieces, each a full quarter of a 64-byte row, to the output rows (a warp's store: 8 rows x
+      // 64 bytes). 8 four-byte stores a thread (8 half-used sectors each) queued ahead of WG2 /
+      // WG3's fence on the chunk's path; these are 2.
+#if GDN_LDMATRIX
+      for (int hh = 0; hh < 2; ++hh) {  // rows 16 w4 + 8 hh ..; matrix q = columns 8 q ..
+        const uint32_t f[4] = {pack_bf16x2(o[2 * hh], o[2 * hh + 1]), pack_bf16x2(o[4 + 2 * hh], o[5 + 2 * hh]),
+                               pack_bf16x2(o[8 + 2 * hh], o[9 + 2 * hh]), pack_bf16x2(o[12 + 2 * hh], o[13 + 2 * hh])};
+        stmatrix_x4(ot + out_at(16 * w4 + 8 * hh + (tid % 32) % 8, 8 * ((tid % 32) / 8)), f);
+      }
+#else
+      for (int i = 0; i < 16; i += 2) {
+        const uint32_t x = pack_bf16x2(o[i], o[i + 1]);
+        ot[out_at(row_of(i), col_of(i))] = uint16_t(x & 0xffffu), ot[out_at(row_of(i), col_of(i) + 1)] = uint16_t(x >> 16);
+      }
+#endif
+      __syncwarp();
       char* ob = out_c0 + c0 * out_rows.stride;
 #pragma unroll
-      for (int i = 0; i < 16; i += 2) {
-        const int hh = (i / 2) % 2;
-        if (L == BT || r_out + 8 * hh < L)
-          *reinterpret_cast<uint32_t*>(ob + 8 * hh * out_rows.stride + 16 * (i / 4)) = pack_bf16x2(o[i], o[i + 1]);
-      }
+      for (int u = 0; u < 2; ++u)
+        if (L == BT || out_row + 8 * u < L)
+          *reinterpret_cast<uint4*>(ob + 8 * u * out_rows.stride) =
+              *reinterpret_cast<const uint4*>(ot + out_at(out_row + 8 * u, 8 * out_pc));
       async_wait<0>();  // the next chunk's copies (read by ldmatrix and plain loads: no proxy fence)
       __syncthreads();
     }

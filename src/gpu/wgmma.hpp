@@ -79,6 +79,13 @@ __device__ __forceinline__ void wgmma_proxy_fence() {
 }
 
 #if GDN_LDMATRIX
+// Four 8 x 8 b16 matrices (fragments as ldmatrix_x4 loads them) stored as they are; lane l gives
+// the address of row l % 8 of matrix l / 8 (16-byte aligned).
+__device__ __forceinline__ void stmatrix_x4(uint16_t* row, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(smem_addr(row)), "r"(r[0]),
+               "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+}
 // Four 8 x 8 b16 matrices (fragments as ldmatrix_x4 loads them) stored transposed; lane l gives
 // the address of row l % 8 of matrix l / 8 (16-byte aligned).
 __device__ __forceinline__ void stmatrix_x4_trans(uint16_t* row, const uint32_t (&r)[4]) {
