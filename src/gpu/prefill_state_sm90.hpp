@@ -26,7 +26,9 @@
 #if GDN_HAVE_MMA
 constexpr int kWgBT = 64, kWgK = 128, kWgThreads = 512;
 
-// Shared memory (bytes): tiles in the core layout (wgmma.hpp), all 128-byte aligned.
+// Shared memory (bf16 elements unless noted), all 128-byte aligned: the products' B operands (S^T,
+// R^T, Vn^T, Vd^T) in the core layout (wgmma.hpp); q / k staging, Tb / Pm (swz_at) and v rows
+// row-major; the output tile (out_at); the per-token factors (floats).
 constexpr int kWgST = kBV * kWgK, kWgMT = kWgBT * kWgBT, kWgVT = kBV * kWgBT, kWgVin = kWgBT * kBV;
 // q / k staging rows: [buffer][q, k] BT x K row-major, three buffers (a chunk's rows are read
 // until its end while the next two chunks' are copied), each row's 16-byte pieces swizzled
