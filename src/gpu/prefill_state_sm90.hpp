@@ -29,13 +29,13 @@ constexpr int kWgBT = 64, kWgK = 128, kWgThreads = 512;
 // Shared memory (bf16 elements unless noted), all 128-byte aligned: the products' B operands (S^T,
 // R^T, Vn^T, Vd^T) in the core layout (wgmma.hpp); q / k staging, Tb / Pm (swz_at) and v rows
 // row-major; the output tile (out_at); the per-token factors (floats).
-constexpr int kWgST = kBV * kWgK, kWgMT = kWgBT * kWgBT, kWgVT = kBV * kWgBT, kWgVin = kWgBT * kBV;
+constexpr int kWgST = kBV * kWgK, kWgMT = kWgBT * kWgBT, kWgVT = kBV * kWgBT, kWgVin = kWgBT * kBV, kWgOut = kWgBT * kBV;
 // q / k staging rows: [buffer][q, k] BT x K row-major, three buffers (a chunk's rows are read
 // until its end while the next two chunks' are copied), each row's 16-byte pieces swizzled
 // (swz_at) so that the 8 rows of an ldmatrix are 8 different bank groups and a copy's 8 pieces
 // of a row fill one aligned 128-byte line.
 constexpr int kWgStage = kWgBT * kWgK;
-constexpr size_t kWgSmemBytes = size_t(6 * kWgStage + kWgST + 4 * kWgMT + 3 * kWgVT + 3 * kWgVin) * 2 +
+constexpr size_t kWgSmemBytes = size_t(6 * kWgStage + kWgST + 4 * kWgMT + 3 * kWgVT + 2 * kWgVin + kWgOut) * 2 +
                                 2 * 4 * kWgBT * sizeof(float);
 
 // Element (r, c) of a swizzled row-major bf16 tile with C columns (a multiple of 64): the 16-byte
@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   uint16_t* vt = nt + kWgVT;       // Vd^T
   uint16_t* vin = vt + kWgVT;      // [buffer]  BT x NB  raw v rows (row-major)
   uint16_t* ot = vin + 2 * kWgVin;  // BT x NB  the output's bf16 rows (out_at), WG1's
-  float* sc = reinterpret_cast<float*>(ot + kWgVin);  // [buffer][rf, of, uf, eg]  BT
+  float* sc = reinterpret_cast<float*>(ot + kWgOut);  // [buffer][rf, of, uf, eg]  BT
   enum { kRf = 0, kOf = BT, kUf = 2 * BT, kEg = 3 * BT };
 
   const int64_t HV = p.d.HV, HK = p.d.HK;

@@ -137,18 +137,6 @@ __device__ __forceinline__ void wgmma_wait(float (&d)[16]) {
                : "memory");
 #endif
 }
-// Keeps the compiler from moving accesses to d across an asynchronous product.
-__device__ __forceinline__ void wgmma_pin(float (&d)[16]) {
-#if !defined(GDN_GPU_SIM)
-  asm volatile(""
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-               :
-               : "memory");
-#else
-  (void)d;
-#endif
-}
 #endif  // GDN_WGMMA
 
 }  // namespace gdn::gpu
