@@ -198,28 +198,122 @@ __device__ inline void store_split_pair(uint32_t* row, int jp, float x0, float x
   }
 }
 
-// Rows i < L of a BT x BT matrix f(i, j) into the workspace rows of tokens c0 + i (value head h,
-// offset `at` floats), split (store_split_pair), by NT threads: a thread keeps one column pair and
-// walks every (NT / (BT / 2))-th row, its row pointer advancing by a constant.
-template <int BT, int NT, class F>
-__device__ void store_split_rows(float* mats, int64_t c0, int L, int64_t HV, int64_t h, int at, bool low, F f) {
+// Rows i < L of Tb = X diag(beta) into the workspace rows of tokens c0 + i (value head h, row
+// stride MS floats in X), split (store_split_pair), by NT threads: a thread keeps one column pair
+// (and its two betas) and walks every (NT / (BT / 2))-th row, its row pointer advancing by a
+// constant. X's strictly upper 16 x 16 blocks are never written (solve_blocked): stored as zeros.
+template <int BT, int NT, int MS>
+__device__ void store_tb_rows(float* mats, int64_t c0, int L, int64_t HV, int64_t h, bool low, const float* X,
+                              const float* beta) {
   constexpr int kPairs = BT / 2, kRowStep = NT / kPairs;
   static_assert(NT % kPairs == 0, "whole rows of pairs a pass");
-  const int jp = int(threadIdx.x) % kPairs;
+  const int jp = int(threadIdx.x) % kPairs, j = 2 * jp;
+  const float b0 = beta[j], b1 = beta[j + 1];
   const int64_t row_step = kRowStep * HV * 2 * kMaxBT;
-  float* row = mats + ((c0 + threadIdx.x / kPairs) * HV + h) * 2 * kMaxBT + at;
-  for (int i = threadIdx.x / kPairs; i < L; i += kRowStep, row += row_step)
-    store_split_pair<BT>(reinterpret_cast<uint32_t*>(row), jp, f(i, 2 * jp), f(i, 2 * jp + 1), low);
+  float* row = mats + ((c0 + threadIdx.x / kPairs) * HV + h) * 2 * kMaxBT;
+  for (int i = threadIdx.x / kPairs; i < L; i += kRowStep, row += row_step) {
+    const bool upper = j / 16 > i / 16;
+    const float x0 = upper ? 0.0f : X[i * MS + j] * b0, x1 = upper ? 0.0f : X[i * MS + j + 1] * b1;
+    store_split_pair<BT>(reinterpret_cast<uint32_t*>(row), jp, x0, x1, low);
+  }
+}
+
+// Tb = (I + A)^-1 diag(beta) for one or two value heads (u = 0, 1; A and X of head u at
+// A + u HS, X + u HS, row stride MS), blocked by 16 x 16 (NB = BT / 16 block rows), in X =
+// (I + A)^-1, unscaled (the stores apply beta). The diagonal blocks X_dd = (I + A_dd)^-1 by
+// substitution, then the blocks below them by
+//   X_ij = -X_ii sum_{k = j}^{i - 1} A_ik X_kj          (i > j),
+// one k a stage with a barrier between stages (X_kj is final after stage k - j): NB stages on the
+// longest chain instead of BT dependent rows. 16 lanes own a block, one column c each with its 16
+// rows in registers; A's and X_ii's rows are read as broadcast float4s, X_kj's column one element
+// a lane. The 16 lanes after them take the same block of the second head. Thread groups of 32
+// (slots) take the blocks, so NT / 32 >= NB and >= NB (NB - 1) / 2. X's strictly upper blocks are
+// not written. Every thread of the block calls it (barriers).
+template <int BT, int NT, int MS, int HS>
+__device__ void solve_blocked(const float* A, float* X, int heads) {
+  constexpr int NB = BT / 16, kSlots = NT / 32;
+  static_assert(BT % 16 == 0 && kSlots >= NB && kSlots >= NB * (NB - 1) / 2, "a slot a block");
+  static_assert(MS % 4 == 0 && HS % 4 == 0, "16-byte rows");
+  const int tid = int(threadIdx.x), slot = tid / 32, u = tid / 16 % 2, c = tid % 16;
+  const bool on = u < heads;
+  const float* Au = A + u * HS;
+  float* Xu = X + u * HS;
+  // 1. Diagonal block d = slot: row r of X_dd's column c is [r == c] - sum_{i < r} A[r][i] x[i].
+  if (on && slot < NB) {
+    const int d0 = 16 * slot;
+    float x[16];
+#pragma unroll
+    for (int r = 0; r < 16; ++r) {
+      float acc = r == c ? 1.0f : 0.0f;
+#pragma unroll
+      for (int q = 0; 4 * q < r; ++q) {
+        const float4 a = ld4(Au + (d0 + r) * MS + d0 + 4 * q);
+        const float av[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (4 * q + e < r) acc -= av[e] * x[4 * q + e];
+      }
+      x[r] = acc;
+    }
+#pragma unroll
+    for (int r = 0; r < 16; ++r) Xu[(d0 + r) * MS + d0 + c] = x[r];
+  }
+  // 2. Off-diagonal block (bi, bj) of slot: in order of distance bi - bj, then of bj.
+  int bi = -1, bj = -1;
+#pragma unroll
+  for (int d = 1, n = 0; d < NB; ++d)
+#pragma unroll
+    for (int j = 0; j + d < NB; ++j, ++n)
+      if (n == slot) bi = j + d, bj = j;
+  float r[16] = {};
+#pragma unroll 1
+  for (int s = 1; s < NB; ++s) {
+    __syncthreads();  // X_kj of this stage's k is final
+    if (!on || bi < 0 || s > bi - bj) continue;
+    const int k0 = 16 * (bj + s - 1), i0 = 16 * bi, j0 = 16 * bj;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {  // four rows of X_kj's column at a time
+      float xk[4];
+#pragma unroll
+      for (int m = 0; m < 4; ++m) xk[m] = Xu[(k0 + 4 * q + m) * MS + j0 + c];
+#pragma unroll
+      for (int row = 0; row < 16; ++row) {
+        const float4 a = ld4(Au + (i0 + row) * MS + k0 + 4 * q);
+        r[row] += a.x * xk[0] + a.y * xk[1] + a.z * xk[2] + a.w * xk[3];
+      }
+    }
+    if (s == bi - bj) {  // X_ij = -X_ii r (X_ii unit lower triangular)
+#pragma unroll
+      for (int row = 0; row < 16; ++row) {
+        float z = r[row];
+#pragma unroll
+        for (int q = 0; 4 * q < row; ++q) {
+          const float4 a = ld4(Xu + (i0 + row) * MS + i0 + 4 * q);
+          const float av[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            if (4 * q + e < row) z += av[e] * r[4 * q + e];
+        }
+        Xu[(i0 + row) * MS + j0 + c] = -z;
+      }
+    }
+  }
 }
 
 // Tensor-core kernels: q / k operands as raw bf16 rows (exact, no split) for this activation type.
 __host__ __device__ constexpr bool raw_qk(int32_t act) { return act == GDN_DTYPE_BF16; }
 
+// The chunk kernel's BT x BT matrices: row stride BT + 4 (16-byte rows), and for two value heads
+// at once the second 16 floats (16 banks) past the first's end, so that the two heads' lanes of
+// solve_blocked meet in different banks.
+__host__ __device__ constexpr int chunk_row_stride(int BT) { return BT + 4; }
+__host__ __device__ constexpr int chunk_head_stride(int BT) { return BT * chunk_row_stride(BT) + 16; }
+
 // raw: q and k staged as raw bf16 words (the tensor-core Gram matrices of bf16 activations).
 template <int BT>
 size_t chunk_smem_floats(int64_t K, bool raw = false) {
-  const size_t qk = size_t(2 * BT * (raw ? K / 2 + 4 : row_stride(K))), solve = size_t(2 * BT * (BT + 1));
-  return (qk > solve ? qk : solve) + 2 * BT * (BT + 1) + 6 * BT;
+  const size_t qk = size_t(2 * BT * (raw ? K / 2 + 4 : row_stride(K))), mats = size_t(2 * chunk_head_stride(BT));
+  return (qk > mats ? qk : mats) + mats + 6 * BT;
 }
 
 // ---- 2. per (chunk, key head): Tb, Pm, gc for each value head of the key head ----
@@ -231,15 +325,15 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
   constexpr bool MMA = KM > 0, RAW = MMA && raw_qk(ACT);
   GDN_DYNAMIC_SMEM(float, smem);
   const int64_t K = MMA ? KM : p.d.K, KP = RAW ? K / 2 + 4 : row_stride(K), HV = p.d.HV, HK = p.d.HK, G = HV / HK;
-  constexpr int MS = BT + 1;  // matrix row stride: odd, so a column walk is free of bank conflicts
+  constexpr int MS = chunk_row_stride(BT), HS = chunk_head_stride(BT);  // matrix row and head strides
   // q and k live until the Gram matrices are done; A and Tb reuse their space.
-  const int64_t qk_floats = 2 * BT * KP > 2 * BT * MS ? 2 * BT * KP : 2 * BT * MS;
+  const int64_t qk_floats = 2 * BT * KP > 2 * HS ? 2 * BT * KP : 2 * HS;
   float* q_s = smem;                  // [BT][KP]  (RAW: KP words of bf16 pairs)
   float* k_s = q_s + BT * KP;         // [BT][KP]
-  float* A = smem;                    // [2][BT][MS]  A of one or two value heads, or A and Tb
-  float* KK = smem + qk_floats;       // [BT][MS]  k_i . k_j  (Tb of the first of two value heads)
-  float* QK = KK + BT * MS;           // [BT][MS]  q_i . k_j  (Tb of the second)
-  float* g_s = QK + BT * MS;          // [2][BT]
+  float* A = smem;                    // [2][HS]  A of one or two value heads, or A and X
+  float* KK = smem + qk_floats;       // [HS]  k_i . k_j  (X of the first of two value heads)
+  float* QK = KK + HS;                // [HS]  q_i . k_j  (X of the second)
+  float* g_s = QK + HS;               // [2][BT]
   float* beta_s = g_s + 2 * BT;       // [2][BT]
   float* qf_s = beta_s + 2 * BT;      // [BT]  RAW: the norm factors
   float* kf_s = qf_s + BT;            // [BT]
@@ -434,9 +528,9 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
   // workspace: fp32, or for the tensor-core state kernel as split bf16 words: BT/2 hi words, then
   // BT/2 lo words). g_h / beta_h: its [BT] gate arrays.
   auto prepare = [&](int64_t h, float* A_h, float* g_h, float* beta_h) {
-    float gc = 0.0f;  // g, then its prefix sum
+    float gc = 0.0f, beta = 0.0f;  // g, then its prefix sum
     if (tid < BT) {
-      float g = 0.0f, beta = 0.0f;
+      float g = 0.0f;
       if (tid < L) {
         const int64_t t = c0 + tid;
         if (p.raw_gate) {
@@ -448,7 +542,6 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
         }
       }
       gc = g;
-      beta_h[tid] = beta;
     }
     // gc = the inclusive prefix sum of g over the chunk: within each 32-lane subgroup by shuffles
     // (every lane of a subgroup takes part), then the second subgroup adds the first's total.
@@ -460,8 +553,8 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
         if (lane >= d) gc += y;
       }
     }
-    __syncthreads();  // also: the Gram matrices complete (q, k dead); the previous head done with A, Tb
-    if (tid < BT) g_h[tid] = gc;
+    __syncthreads();  // also: the Gram matrices complete (q, k dead); the previous head done with A, X, beta
+    if (tid < BT) g_h[tid] = gc, beta_h[tid] = beta;
     __syncthreads();
     if (tid >= 32 && tid < BT) g_h[tid] = gc += g_h[31];  // g_h[31] is final: no thread changes it here
     if (tid < L) w.gc[(c0 + tid) * HV + h] = gc;
@@ -503,64 +596,27 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
     }
   };
 
-  // Tb = (I + A)^-1 diag(beta) by forward substitution, one column per LPC lanes, right-looking:
-  // Tb[i][c] = beta_i [i == c] - acc_i, acc_i' += A[i'][i] Tb[i][c] for the rows i' > i. Lane
-  // `part` keeps the sums of the rows i' = part mod LPC in registers; the owner of row i hands
-  // it to the other lanes of its column by a shuffle, so no barriers. The subgroup solves the
-  // SEG columns from seg_first * SEG and skips the rows above them (for 8 columns a subgroup, 59 %
-  // of the products), a segment of SEG rows at a time: one branch a segment, none a row (ncu:
-  // branches and divergence handling were ~30 % of the solve's instructions with the test in every
-  // row).
-  constexpr int LPC = kThreads / BT, NR = BT / LPC, SEG = 32 / LPC;  // SEG: the columns of a subgroup
-  static_assert(BT / SEG == kThreads / 32 && LPC % 2 == 0 && SEG % 2 == 0, "a segment of rows per subgroup");
-  const int part = tid % LPC, first = tid % 32 - part;
-  auto solve = [&](const float* A_h, float* Tb_h, const float* beta_h, int seg_first) {
-    const int c = seg_first * SEG + tid % 32 / LPC;
-    const float beta_c = beta_h[c];
-    float acc[NR] = {};
-#pragma unroll
-    for (int seg = 0; seg < BT / SEG; ++seg) {
-      if (seg < seg_first) {  // above every column of the subgroup: Tb is 0, nothing to add
-        if (part == 0)
-#pragma unroll
-          for (int i = seg * SEG; i < seg * SEG + SEG; ++i) Tb_h[i * MS + c] = 0.0f;
-        continue;
-      }
-#pragma unroll
-      for (int i = seg * SEG; i < seg * SEG + SEG; ++i) {
-        const float s = shfl32(acc[i / LPC], first + i % LPC);
-        const float t = i < c ? 0.0f : (i == c ? beta_c : -s);
-        if (part == 0) Tb_h[i * MS + c] = t;
-#pragma unroll
-        for (int k = i / LPC; k < NR; ++k) acc[k] += A_h[(part + LPC * k) * MS + i] * t;
-      }
-    }
-  };
-
-  // The value heads of the key head one at a time (A and Tb in the first region), or -- with two
-  // (Qwen3-Next) -- both at once: A of both first, then both solves with Tb where KK and QK were,
-  // subgroup w solving the first head's columns from SEG w and the second's from SEG (7 - w), so
-  // every subgroup has the same number of rows to walk (a single solve's subgroup 0 walks all 64
-  // rows while subgroup 7 walks 8, and the block waits for it).
-  const int pass = G == 2 ? 2 : 1, sg = tid / 32, sgs = kThreads / 32;
+  // The value heads of the key head one at a time (A and X in the first region), or -- with two
+  // (Qwen3-Next) -- both at once: A of both first, then both solves with X where KK and QK were.
+  const int pass = G == 2 ? 2 : 1;
   for (int64_t h0 = hk * G; h0 < hk * G + G; h0 += pass) {
 #pragma unroll 1
-    for (int u = 0; u < pass; ++u) prepare(h0 + u, A + u * BT * MS, g_s + u * BT, beta_s + u * BT);
+    for (int u = 0; u < pass; ++u) prepare(h0 + u, A + u * HS, g_s + u * BT, beta_s + u * BT);
     __syncthreads();
-    float* Tb = pass == 2 ? KK : A + BT * MS;
-#pragma unroll 1
-    for (int u = 0; u < pass; ++u) solve(A + u * BT * MS, Tb + u * BT * MS, beta_s + u * BT, u == 0 ? sg : sgs - 1 - sg);
+    float* X = pass == 2 ? KK : A + HS;
+    solve_blocked<BT, kThreads, MS, HS>(A, X, pass);
     __syncthreads();
     for (int u = 0; u < pass; ++u) {
-      const float* Tb_h = Tb + u * BT * MS;
-      if (MMA)
-        store_split_rows<BT, kThreads>(w.mats, c0, L, HV, h0 + u, 0, p.bf16_products,
-                                       [&](int i, int j) { return Tb_h[i * MS + j]; });
-      else
+      const float* X_h = X + u * HS;
+      const float* beta_h = beta_s + u * BT;
+      if (MMA) {
+        store_tb_rows<BT, kThreads, MS>(w.mats, c0, L, HV, h0 + u, p.bf16_products, X_h, beta_h);
+      } else {
         for (int e = tid; e < L * BT; e += kThreads) {
           const int i = e / BT, j = e % BT;
-          w.mats[((c0 + i) * HV + h0 + u) * 2 * kMaxBT + j] = Tb_h[i * MS + j];
+          w.mats[((c0 + i) * HV + h0 + u) * 2 * kMaxBT + j] = j / 16 > i / 16 ? 0.0f : X_h[i * MS + j] * beta_h[j];
         }
+      }
     }
   }
 }
