@@ -139,6 +139,18 @@ __device__ __forceinline__ void async_wait() {
 // where the sigmoid rounds to 1). For z -> -inf, exp overflows and the reciprocal gives 0.
 __device__ __forceinline__ float fast_silu(float z) { return z * __fdividef(1.0f, 1.0f + __expf(-z)); }
 
+// 2^x by the hardware approximation (ex2.approx.ftz on NVIDIA: ~2 ulp, 0 below 2^-126, none of
+// __expf's denormal fix-ups; exp2f elsewhere).
+__device__ __forceinline__ float fast_exp2(float x) {
+#if defined(__CUDA_ARCH__) && !defined(__HIPCC__)
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+#else
+  return exp2f(x);
+#endif
+}
+
 inline unsigned ceil_div(int64_t a, int64_t b) { return unsigned((a + b - 1) / b); }
 
 // 16- and 8-byte stores that stream past the caches (evict-first; the recurrent state is written

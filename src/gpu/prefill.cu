@@ -567,22 +567,24 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
       static_assert(kThreads % kPairs == 0, "whole rows of pairs a pass");
       const int jp = tid % kPairs, j0 = 2 * jp;
       static_assert(MS % 2 == 0 && HS % 2 == 0, "8-byte pairs of A, KK, QK and the gates");
+      constexpr float kLog2e = 1.4426950408889634f;  // the decays as powers of 2
       const float2 gj = *reinterpret_cast<const float2*>(g_h + j0);
+      const float gj0 = kLog2e * gj.x, gj1 = kLog2e * gj.y;
       const int64_t row_step = kRowStep * HV * 2 * kMaxBT;
       float* row = w.mats + ((c0 + tid / kPairs) * HV + h) * 2 * kMaxBT + kMaxBT;
 #pragma unroll
       for (int n = 0; n < BT / kRowStep; ++n, row += row_step) {
         const int i = tid / kPairs + n * kRowStep;
-        const float gi = g_h[i], bi = beta_h[i];
+        const float gi = kLog2e * g_h[i], bi = beta_h[i];
         // The pair's entries as 8-byte accesses (rows of even stride, even j0). The exponential
         // unconditionally, then the mask (a warp spans a whole row, so it took the exponential's
         // path anyway; the branch around it cost ~4 instructions an element). Above the diagonal
-        // gi - gj may overflow to inf: masked, never multiplied. The fast exponential
-        // (ex2.approx; relative error ~|gi - gj| 2^-24, below the products' own rounding): the
-        // accurate expf was ~9 instructions of this loop's ~29 an element.
+        // gi - gj may overflow to inf: masked, never multiplied. The hardware 2^x of the
+        // pre-scaled gates (relative error ~|gi| 2^-24, as the subtraction's own): the accurate
+        // expf was ~9 instructions of this loop's ~29 an element, __expf still 5.
         const float2 kk = *reinterpret_cast<const float2*>(KK + i * MS + j0);
         const float2 qk = *reinterpret_cast<const float2*>(QK + i * MS + j0);
-        const float e0 = __expf(gi - gj.x), e1 = __expf(gi - gj.y);
+        const float e0 = fast_exp2(gi - gj0), e1 = fast_exp2(gi - gj1);
         const float d0 = j0 <= i ? e0 : 0.0f, d1 = j0 + 1 <= i ? e1 : 0.0f;
         *reinterpret_cast<float2*>(A_h + i * MS + j0) =
             make_float2(j0 < i ? bi * kk.x * d0 : 0.0f, j0 + 1 < i ? bi * kk.y * d1 : 0.0f);
