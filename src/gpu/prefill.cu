@@ -10,7 +10,8 @@
 // This is the CPU backend's W/U form with W S folded into Vn (W = Tb diag(exp(gc)) K, U = Tb V).
 //  1. offsets_kernel: chunk offsets of the sequences (one small block; no host synchronisation).
 //  2. chunk_kernel: every (chunk, key head) at once: the two Gram matrices once per key head, then
-//     Tb, Pm and gc for each of its value heads, and the q/k norm factors, into the workspace.
+//     Tb (a blocked triangular solve, solve_blocked), Pm and gc for each of its value heads, and
+//     the q/k norm factors, into the workspace.
 //  3. state_kernel: one block per (sequence, value head, 32-column tile of S) walks its chunks in
 //     order with the K x 32 state tile in shared memory; only the products with S are sequential.
 // On NVIDIA sm_80+ with K = 64 or 128 (and the shared memory for it), chunk_kernel's Gram
@@ -326,7 +327,7 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
   GDN_DYNAMIC_SMEM(float, smem);
   const int64_t K = MMA ? KM : p.d.K, KP = RAW ? K / 2 + 4 : row_stride(K), HV = p.d.HV, HK = p.d.HK, G = HV / HK;
   constexpr int MS = chunk_row_stride(BT), HS = chunk_head_stride(BT);  // matrix row and head strides
-  // q and k live until the Gram matrices are done; A and Tb reuse their space.
+  // q and k live until the Gram matrices are done; A and X (Tb unscaled) reuse their space.
   const int64_t qk_floats = 2 * BT * KP > 2 * HS ? 2 * BT * KP : 2 * HS;
   float* q_s = smem;                  // [BT][KP]  (RAW: KP words of bf16 pairs)
   float* k_s = q_s + BT * KP;         // [BT][KP]
