@@ -219,6 +219,21 @@ __device__ void store_tb_rows(float* mats, int64_t c0, int L, int64_t HV, int64_
   }
 }
 
+// acc -+ sum_{m < n} row[m] x[m] (SUB: minus), in order of m, the row (16-byte aligned) read as
+// float4s: a row of a 16 x 16 triangular block times the lane's column (solve_blocked).
+template <bool SUB>
+__device__ __forceinline__ float lower_row(float acc, const float* row, const float (&x)[16], int n) {
+#pragma unroll
+  for (int q = 0; 4 * q < n; ++q) {
+    const float4 a = ld4(row + 4 * q);
+    const float av[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (4 * q + e < n) acc = SUB ? acc - av[e] * x[4 * q + e] : acc + av[e] * x[4 * q + e];
+  }
+  return acc;
+}
+
 // Tb = (I + A)^-1 diag(beta) for one or two value heads (u = 0, 1; A and X of head u at
 // A + u HS, X + u HS, row stride MS), blocked by 16 x 16 (NB = BT / 16 block rows), in X =
 // (I + A)^-1, unscaled (the stores apply beta). The diagonal blocks X_dd = (I + A_dd)^-1 by
@@ -244,18 +259,7 @@ __device__ void solve_blocked(const float* A, float* X, int heads) {
     const int d0 = 16 * slot;
     float x[16];
 #pragma unroll
-    for (int r = 0; r < 16; ++r) {
-      float acc = r == c ? 1.0f : 0.0f;
-#pragma unroll
-      for (int q = 0; 4 * q < r; ++q) {
-        const float4 a = ld4(Au + (d0 + r) * MS + d0 + 4 * q);
-        const float av[4] = {a.x, a.y, a.z, a.w};
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          if (4 * q + e < r) acc -= av[e] * x[4 * q + e];
-      }
-      x[r] = acc;
-    }
+    for (int r = 0; r < 16; ++r) x[r] = lower_row<true>(r == c ? 1.0f : 0.0f, Au + (d0 + r) * MS + d0, x, r);
 #pragma unroll
     for (int r = 0; r < 16; ++r) Xu[(d0 + r) * MS + d0 + c] = x[r];
   }
@@ -285,18 +289,7 @@ __device__ void solve_blocked(const float* A, float* X, int heads) {
     }
     if (s == bi - bj) {  // X_ij = -X_ii r (X_ii unit lower triangular)
 #pragma unroll
-      for (int row = 0; row < 16; ++row) {
-        float z = r[row];
-#pragma unroll
-        for (int q = 0; 4 * q < row; ++q) {
-          const float4 a = ld4(Xu + (i0 + row) * MS + i0 + 4 * q);
-          const float av[4] = {a.x, a.y, a.z, a.w};
-#pragma unroll
-          for (int e = 0; e < 4; ++e)
-            if (4 * q + e < row) z += av[e] * r[4 * q + e];
-        }
-        Xu[(i0 + row) * MS + j0 + c] = -z;
-      }
+      for (int row = 0; row < 16; ++row) Xu[(i0 + row) * MS + j0 + c] = -lower_row<false>(r[row], Xu + (i0 + row) * MS + i0, r, row);
     }
   }
 }
