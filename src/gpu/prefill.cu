@@ -289,7 +289,8 @@ __device__ void solve_blocked(const float* A, float* X, int heads) {
     }
     if (s == bi - bj) {  // X_ij = -X_ii r (X_ii unit lower triangular)
 #pragma unroll
-      for (int row = 0; row < 16; ++row) Xu[(i0 + row) * MS + j0 + c] = -lower_row<false>(r[row], Xu + (i0 + row) * MS + i0, r, row);
+      for (int row = 0; row < 16; ++row)
+        Xu[(i0 + row) * MS + j0 + c] = -lower_row<false>(r[row], Xu + (i0 + row) * MS + i0, r, row);
     }
   }
 }
