@@ -1,22 +1,25 @@
-// Prefill step 3 with the state in registers (sm_90; bf16 activations and products, K = 128, BT =
-// 64): every product a warp's own mma.m16n8k16 chain, in the transposed form, so that each
-// product's output fragments are the next product's A operand without leaving the registers.
-// Part of prefill.cu (included inside its anonymous namespace: Work, TokenRows, TileJob,
-// chunk_len, kBV, kMaxBT; swz_at / swz_a / swz_a_trans from prefill_state_sm90.hpp).
+// Prefill step 3 with the state in registers (sm_90; bf16 activations, K = 128, BT = 64): every
+// product a warp's own mma.m16n8k16 chain, in the transposed form, so that each product's output
+// fragments are the next product's A operand without leaving the registers. Part of prefill.cu
+// (included inside its anonymous namespace: Work, TokenRows, TileJob, chunk_len, kBV, kMaxBT;
+// swz_at from prefill_state_sm90.hpp).
 //
 // Each column of S evolves on its own, so a warp can own 16 columns for the whole sequence:
 // S^T (16 x K, fp32) in mma accumulator fragments (m = column, n = state row). One block per
-// (sequence, value head, 32-column tile), four warps:
+// (sequence, value head, 32-column tile), six warps:
 //   warps 0, 1 (the chain, columns 16 w ..):  R^T = V^T - (S^T K^T) diag(rf);  Vn^T = R^T Tb^T;
 //              S^T <- exp(gc_last) S^T + (Vn^T diag(uf)) K.
-//   warps 2, 3 (the output of the same columns, and the copies):  O^T = (S^T Q^T) diag(of) +
-//              Vn^T Pm^T -> out; the next chunk's q, k, Tb, Pm, v and factors.
+//   warps 2, 3 (the output of the same columns):  O^T = (S^T Q^T) diag(of) + Vn^T Pm^T -> out.
+//   warps 4, 5: the next chunk's q, k, Tb, Pm, v rows and factors.
 // A C fragment (m16 x n8, fp32) packed to bf16 pairs is an A fragment (m16 x k16) of the next
 // product, and the shared operands (k, q, Tb, Pm rows, row-major and swizzled in shared memory)
 // are B fragments by ldmatrix (.trans for K, whose contraction runs along its rows). So no
 // product's output goes through shared memory, and nothing waits on the async proxy: the chain
 // warp hands the output warp its S^T and Vn^T fragments through shared memory (bar.arrive /
 // bar.sync on a barrier of the two warps), and a chunk ends with one block barrier.
+// H100 (docs/perf-notes.md, session 19): with bf16 products 431 us under ncu at T = 16384, the
+// warpgroup kernel's time, but 3 % slower in graph replays, so bf16 products stay on
+// state_wgmma_kernel; the launch routes the split (fp32-product) instance here.
 #if GDN_HAVE_MMA
 // Warps 0, 1: the chain; 2, 3: the output; 4, 5: move the next chunk's rows and factors (with
 // the output warps moving them too: +9 % at T = 16384, bf16 products, H100).
