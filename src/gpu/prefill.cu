@@ -1199,6 +1199,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
 #endif  // GDN_HAVE_MMA
 
 #include "prefill_state_sm90.hpp"
+#include "prefill_state_reg.hpp"
 
 template <class F>
 void set_smem(F kernel, size_t bytes, const char* what) {
@@ -1228,6 +1229,17 @@ bool use_wgmma(const Device& dev, const GdnProblem& p) {
 #if defined(GDN_HAVE_SM90A) || defined(GDN_GPU_SIM)
   return dev.arch == 90 && p.bf16_products && p.q.dt == GDN_DTYPE_BF16 && p.d.K == kWgK && p.d.V % kBV == 0 &&
          head_rows_aligned(p.v, 8) && head_rows_aligned(p.out, 2) && kWgSmemBytes <= dev.max_smem_optin;
+#else
+  (void)dev, (void)p;
+  return false;
+#endif
+}
+// And the register state kernel's for fp32 products (the default precision): the same, with split
+// operands (prefill_state_reg.hpp).
+bool use_reg(const Device& dev, const GdnProblem& p) {
+#if defined(GDN_HAVE_SM90A) || defined(GDN_GPU_SIM)
+  return dev.arch == 90 && !p.bf16_products && p.q.dt == GDN_DTYPE_BF16 && p.d.K == kRgK && p.d.V % kBV == 0 &&
+         head_rows_aligned(p.v, 8) && head_rows_aligned(p.out, 8) && rg_smem_bytes(true) <= dev.max_smem_optin;
 #else
   (void)dev, (void)p;
   return false;
@@ -1275,6 +1287,16 @@ void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t s
         check_launch("prefill state_wgmma_kernel");
       };
       run(state_wgmma_kernel<ST>);
+      return;
+    }
+    if (mma && use_reg(dev, p)) {
+      constexpr size_t smem = rg_smem_bytes(true);
+      auto run = [&](auto kernel) {
+        set_smem(kernel, smem, "prefill state_reg_kernel smem");
+        launch_plain(kernel, unsigned(p.num_seqs * p.d.HV * tiles), kRgThreads, smem, stream, p, w, tiles);
+        check_launch("prefill state_reg_kernel");
+      };
+      run(state_reg_kernel<ST, true>);
       return;
     }
   }

@@ -71,6 +71,25 @@ __device__ __forceinline__ void named_barrier_sync() {
   asm volatile("bar.sync %0, %1;\n" ::"n"(ID), "n"(COUNT) : "memory");
 #endif
 }
+// bar.sync / bar.arrive on a named barrier chosen at run time (id 1 .. 15, COUNT threads, whole
+// warps): bar.arrive counts toward the phase without waiting (a producer's side; its consumers
+// bar.sync).
+template <int COUNT>
+__device__ __forceinline__ void named_barrier_sync(int id) {
+#if defined(GDN_GPU_SIM)
+  gdnsim::gdnsim_named_barrier(unsigned(id), COUNT, 1);
+#else
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "n"(COUNT) : "memory");
+#endif
+}
+template <int COUNT>
+__device__ __forceinline__ void named_barrier_arrive(int id) {
+#if defined(GDN_GPU_SIM)
+  gdnsim::gdnsim_named_barrier(unsigned(id), COUNT, 0);
+#else
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "n"(COUNT) : "memory");
+#endif
+}
 // Ordinary shared-memory stores made visible to the products (the async proxy).
 __device__ __forceinline__ void wgmma_proxy_fence() {
 #if !defined(GDN_GPU_SIM)
