@@ -1235,11 +1235,11 @@ bool use_wgmma(const Device& dev, const GdnProblem& p) {
 #endif
 }
 // And the register state kernel's for fp32 products (the default precision): the same, with split
-// operands (prefill_state_reg.hpp).
+// operands (prefill_state_reg.hpp), 16-byte aligned out rows.
 bool use_reg(const Device& dev, const GdnProblem& p) {
 #if defined(GDN_HAVE_SM90A) || defined(GDN_GPU_SIM)
   return dev.arch == 90 && !p.bf16_products && p.q.dt == GDN_DTYPE_BF16 && p.d.K == kRgK && p.d.V % kBV == 0 &&
-         head_rows_aligned(p.v, 8) && head_rows_aligned(p.out, 8) && rg_smem_bytes(true) <= dev.max_smem_optin;
+         head_rows_aligned(p.v, 8) && head_rows_aligned(p.out, 8) && kRgSmemBytes <= dev.max_smem_optin;
 #else
   (void)dev, (void)p;
   return false;
@@ -1290,13 +1290,12 @@ void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t s
       return;
     }
     if (mma && use_reg(dev, p)) {
-      constexpr size_t smem = rg_smem_bytes(true);
       auto run = [&](auto kernel) {
-        set_smem(kernel, smem, "prefill state_reg_kernel smem");
-        launch_plain(kernel, unsigned(p.num_seqs * p.d.HV * tiles), kRgThreads, smem, stream, p, w, tiles);
+        set_smem(kernel, kRgSmemBytes, "prefill state_reg_kernel smem");
+        launch_plain(kernel, unsigned(p.num_seqs * p.d.HV * tiles), kRgThreads, kRgSmemBytes, stream, p, w, tiles);
         check_launch("prefill state_reg_kernel");
       };
-      run(state_reg_kernel<ST, true>);
+      run(state_reg_kernel<ST>);
       return;
     }
   }

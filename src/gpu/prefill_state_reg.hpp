@@ -1,6 +1,9 @@
-// Prefill step 3 with the state in registers (sm_90; bf16 activations, K = 128, BT = 64): every
-// product a warp's own mma.m16n8k16 chain, in the transposed form, so that each product's output
-// fragments are the next product's A operand without leaving the registers. Part of prefill.cu
+// Prefill step 3 with the state in registers, for fp32 products (the layer's default precision;
+// sm_90; bf16 activations, K = 128, BT = 64): every product a warp's own mma.m16n8k16 chain, in
+// the transposed form, so that each product's output fragments are the next product's A operand
+// without leaving the registers. fp32 accuracy from split bf16 operands (mma.hpp): S^T, R^T, Vn^T,
+// Vd^T and Tb / Pm as hi + lo halves, q / k / v exact (raw bf16): two products where one side is
+// exact, three otherwise (316 mma a chunk on a chain warp). Part of prefill.cu
 // (included inside its anonymous namespace: Work, TokenRows, TileJob, chunk_len, kBV, kMaxBT;
 // swz_at from prefill_state_sm90.hpp).
 //
@@ -17,9 +20,9 @@
 // product's output goes through shared memory, and nothing waits on the async proxy: the chain
 // warp hands the output warp its S^T and Vn^T fragments through shared memory (bar.arrive /
 // bar.sync on a barrier of the two warps), and a chunk ends with one block barrier.
-// H100 (docs/perf-notes.md, session 19): with bf16 products 431 us under ncu at T = 16384, the
-// warpgroup kernel's time, but 3 % slower in graph replays, so bf16 products stay on
-// state_wgmma_kernel; the launch routes the split (fp32-product) instance here.
+// H100 (docs/perf-notes.md, sessions 19-20): at T = 16384 the state kernel of fp32 products takes
+// 743-759 us under ncu (state_mma_kernel, which sm_80 still runs: 1.40 ms). bf16 products stay on
+// state_wgmma_kernel: this kernel without the lo halves was 3 % slower in graph replays.
 #if GDN_HAVE_MMA
 // Warps 0, 1: the chain; 2, 3: the output; 4, 5: move the next chunk's rows and factors (with
 // the output warps moving them too: +9 % at T = 16384, bf16 products, H100).
@@ -28,30 +31,25 @@ constexpr int kRgCopiers = 64;
 
 // Shared memory (bytes): q / k rows [buffer][q, k] BT x K, Tb / Pm [buffer][Tb, Pm (, their lo
 // halves)] BT x BT (both swizzled row-major, swz_at); v rows [buffer] BT x kRgVS; the fragments
-// handed over [chain warp] (8 of S^T, 4 of Vn^T, twice with SPLIT; 16 bytes a lane each); the
+// handed over [chain warp] (8 of S^T, 4 of Vn^T, and their lo halves; 16 bytes a lane each); the
 // output rows [output warp] BT x 16; the factors [buffer][rf, of, uf, eg] BT floats.
 constexpr size_t kRgQK = size_t(kRgBT) * kRgK * 2, kRgMat = size_t(kRgBT) * kRgBT * 2, kRgV = size_t(kRgBT) * kRgVS * 2,
                  kRgFrag = 32 * 16, kRgOut = size_t(kRgBT) * 16 * 2, kRgSc = 4 * kRgBT * sizeof(float);
-constexpr int rg_mats(bool split) { return split ? 4 : 2; }     // tiles of Tb / Pm a buffer
-constexpr int rg_frags(bool split) { return split ? 24 : 12; }  // fragments a chain warp hands over
-constexpr size_t rg_smem_bytes(bool split) {
-  return 4 * kRgQK + 2 * rg_mats(split) * kRgMat + 2 * kRgV + 2 * rg_frags(split) * kRgFrag + 2 * kRgOut + 2 * kRgSc;
-}
+constexpr int kRgMats = 4;    // tiles of Tb / Pm a buffer: Tb, Pm, their lo halves
+constexpr int kRgFrags = 24;  // fragments a chain warp hands over
+constexpr size_t kRgSmemBytes = 4 * kRgQK + 2 * kRgMats * kRgMat + 2 * kRgV + 2 * kRgFrags * kRgFrag + 2 * kRgOut + 2 * kRgSc;
 
 // A fragments (m16 x k16) from C fragments (m16 x n8): c[2 kk], c[2 kk + 1] (n-tiles 2 kk,
-// 2 kk + 1) are, as bf16 pairs, the A fragment kk of the contraction over those 16 n. SPLIT: also
-// the lo halves (x - bf16(x), see mma.hpp) into lo.
-template <bool SPLIT, int N>
+// 2 kk + 1) are, as bf16 pairs, the A fragment kk of the contraction over those 16 n (hi), with
+// the lo halves (x - bf16(x), see mma.hpp) in lo.
+template <int N>
 __device__ __forceinline__ void c_to_a(const float (&c)[2 * N][4], uint32_t (&hi)[N][4], uint32_t (&lo)[N][4]) {
 #pragma unroll
   for (int kk = 0; kk < N; ++kk)
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
       const float* x = c[2 * kk + r / 2] + 2 * (r % 2);  // r: (row g, n 2 q4), (g + 8, ..), 8 n on
-      if constexpr (SPLIT)
-        split2_bf16(x[0], x[1], hi[kk][r], lo[kk][r]);
-      else
-        hi[kk][r] = pack_bf16x2(x[0], x[1]);
+      split2_bf16(x[0], x[1], hi[kk][r], lo[kk][r]);
     }
 }
 
@@ -118,13 +116,10 @@ __device__ __forceinline__ void add_to(float (&acc)[N][4], const float (&corr)[N
     for (int e = 0; e < 4; ++e) acc[j][e] += corr[j][e];
 }
 
-// SPLIT (the layer's default precision): fp32 accuracy from split bf16 operands (mma.hpp): S^T,
-// R^T, Vn^T, Vd^T and Tb / Pm as hi + lo halves, q / k / v exact (raw bf16): two products where one
-// side is exact, three otherwise. Else (GDN_PRECISION_BF16) one product each.
-template <int32_t ST, bool SPLIT>
+template <int32_t ST>
 __global__ void __launch_bounds__(kRgThreads, 1) state_reg_kernel(GdnProblem p, Work w, int64_t tiles) {
 #if GDN_WGMMA
-  constexpr int BT = kRgBT, K = kRgK, NM = rg_mats(SPLIT), NX = rg_frags(SPLIT);
+  constexpr int BT = kRgBT, K = kRgK, NM = kRgMats, NX = kRgFrags;
   constexpr int32_t ACT = GDN_DTYPE_BF16;
   GDN_DYNAMIC_SMEM(unsigned char, rg_sm);
   constexpr size_t kMt = 4 * kRgQK, kVin = kMt + 2 * NM * kRgMat, kXs = kVin + 2 * kRgV, kOt = kXs + 2 * NX * kRgFrag,
@@ -137,7 +132,7 @@ __global__ void __launch_bounds__(kRgThreads, 1) state_reg_kernel(GdnProblem p, 
   float* sc = reinterpret_cast<float*>(rg_sm + kSc);            // [buffer]
   enum { kRf = 0, kOf = BT, kUf = 2 * BT, kEg = 3 * BT };
   // The handed-over fragments: S^T (8, then their lo halves), Vn^T (4, then lo).
-  enum { kXS = 0, kXSl = 8, kXN = SPLIT ? 16 : 8, kXNl = 20 };
+  enum { kXS = 0, kXSl = 8, kXN = 16, kXNl = 20 };
 
   const int64_t HV = p.d.HV, HK = p.d.HK;
   const TileJob job(p, w, tiles);
@@ -271,7 +266,7 @@ __global__ void __launch_bounds__(kRgThreads, 1) state_reg_kernel(GdnProblem p, 
 #pragma unroll
     for (int kk = 0; kk < int(sizeof(hi) / sizeof(hi[0])); ++kk) {
       xw[(at + kk) * 32] = make_uint4(hi[kk][0], hi[kk][1], hi[kk][2], hi[kk][3]);
-      if constexpr (SPLIT) xw[(at_lo + kk) * 32] = make_uint4(lo[kk][0], lo[kk][1], lo[kk][2], lo[kk][3]);
+      xw[(at_lo + kk) * 32] = make_uint4(lo[kk][0], lo[kk][1], lo[kk][2], lo[kk][3]);
     }
   };
   auto take = [&](int at, int at_lo, auto& hi, auto& lo) {
@@ -279,10 +274,8 @@ __global__ void __launch_bounds__(kRgThreads, 1) state_reg_kernel(GdnProblem p, 
     for (int kk = 0; kk < int(sizeof(hi) / sizeof(hi[0])); ++kk) {
       const uint4 x = xw[(at + kk) * 32];
       hi[kk][0] = x.x, hi[kk][1] = x.y, hi[kk][2] = x.z, hi[kk][3] = x.w;
-      if constexpr (SPLIT) {
-        const uint4 y = xw[(at_lo + kk) * 32];
-        lo[kk][0] = y.x, lo[kk][1] = y.y, lo[kk][2] = y.z, lo[kk][3] = y.w;
-      }
+      const uint4 y = xw[(at_lo + kk) * 32];
+      lo[kk][0] = y.x, lo[kk][1] = y.y, lo[kk][2] = y.z, lo[kk][3] = y.w;
     }
   };
   auto scale_tokens = [&](float (&x)[8][4], const float* row) {  // x (n = tokens) diag(row)
@@ -310,7 +303,7 @@ __global__ void __launch_bounds__(kRgThreads, 1) state_reg_kernel(GdnProblem p, 
       const float* s = sc + b * 4 * BT;
       {
         uint32_t sa[8][4], sl[8][4];
-        c_to_a<SPLIT, 8>(st, sa, sl);
+        c_to_a<8>(st, sa, sl);
         put(kXS, kXSl, sa, sl);
       }
       named_barrier_arrive<64>(1 + wc);  // S^T to the output warp
@@ -320,9 +313,9 @@ __global__ void __launch_bounds__(kRgThreads, 1) state_reg_kernel(GdnProblem p, 
       {
         uint32_t sa[8][4], sl[8][4];  // (back from the hand-over slots: fewer live registers)
         take(kXS, kXSl, sa, sl);
-        rows_product<K, 8, false, SPLIT, false>(r, rc, sa, sl, qk_tile(b, 1), nullptr);
+        rows_product<K, 8, false, true, false>(r, rc, sa, sl, qk_tile(b, 1), nullptr);
       }
-      if constexpr (SPLIT) add_to(r, rc);
+      add_to(r, rc);
       {
         float2 rf[8];
         token_pairs(s + kRf, rf);
@@ -346,20 +339,20 @@ __global__ void __launch_bounds__(kRgThreads, 1) state_reg_kernel(GdnProblem p, 
       float vn[8][4] = {};
       {
         uint32_t ra[4][4], rl[4][4];
-        c_to_a<SPLIT, 4>(r, ra, rl);
+        c_to_a<4>(r, ra, rl);
         float vc[8][4] = {};
-        rows_product<BT, 4, true, SPLIT, SPLIT>(vn, vc, ra, rl, mat_tile(b, 0), mat_tile(b, 2 % NM));
-        if constexpr (SPLIT) add_to(vn, vc);
+        rows_product<BT, 4, true, true, true>(vn, vc, ra, rl, mat_tile(b, 0), mat_tile(b, 2));
+        add_to(vn, vc);
       }
       {
         uint32_t na[4][4], nl[4][4];
-        c_to_a<SPLIT, 4>(vn, na, nl);
+        c_to_a<4>(vn, na, nl);
         put(kXN, kXNl, na, nl);
       }
       named_barrier_arrive<64>(3 + wc);
       scale_tokens(vn, s + kUf);
       uint32_t da[4][4], dl[4][4];
-      c_to_a<SPLIT, 4>(vn, da, dl);
+      c_to_a<4>(vn, da, dl);
 
       // S^T <- exp(gc_last) S^T + Vd^T K (B = K: k-steps along its rows, ldmatrix .trans; exact).
       const float e_last = s[kEg + L - 1];
@@ -376,7 +369,7 @@ __global__ void __launch_bounds__(kRgThreads, 1) state_reg_kernel(GdnProblem p, 
           swz_b2<K, true>(kt, 16 * m, 16 * kk, bb[0], bb[1]);
 #pragma unroll
           for (int n = 0; n < 2; ++n) {
-            if constexpr (SPLIT) mma_bf16(st[2 * m + n], dl[kk], bb[n]);
+            mma_bf16(st[2 * m + n], dl[kk], bb[n]);
             mma_bf16(st[2 * m + n], da[kk], bb[n]);
           }
         }
@@ -400,17 +393,17 @@ __global__ void __launch_bounds__(kRgThreads, 1) state_reg_kernel(GdnProblem p, 
       {
         uint32_t sa[8][4], sl[8][4];
         take(kXS, kXSl, sa, sl);
-        rows_product<K, 8, false, SPLIT, false>(o, oc, sa, sl, qk_tile(b, 0), nullptr);
+        rows_product<K, 8, false, true, false>(o, oc, sa, sl, qk_tile(b, 0), nullptr);
       }
-      if constexpr (SPLIT) add_to(o, oc);
+      add_to(o, oc);
       scale_tokens(o, sc + b * 4 * BT + kOf);
       named_barrier_sync<64>(3 + wc);
       {
         uint32_t na[4][4], nl[4][4];
         take(kXN, kXNl, na, nl);
         float pc[8][4] = {};
-        rows_product<BT, 4, true, SPLIT, SPLIT>(o, pc, na, nl, mat_tile(b, 1), mat_tile(b, 3 % NM));
-        if constexpr (SPLIT) add_to(o, pc);
+        rows_product<BT, 4, true, true, true>(o, pc, na, nl, mat_tile(b, 1), mat_tile(b, 3));
+        add_to(o, pc);
       }
       // The output: O (tokens x the warp's 16 columns) as bf16 rows of 32 bytes in the warp's tile
       // (stmatrix .trans of the fragments), then 16-byte pieces to the output rows.
