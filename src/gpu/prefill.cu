@@ -19,8 +19,9 @@
 // split-bf16 products with fp32 accuracy, see mma.hpp; bf16 q and k enter as raw rows, exact
 // operands, with their norm factors applied to the products); the fp32-core kernels serve HIP and every
 // other shape. Both paths hold the same tests (float64 oracle, token-by-token decode). With bf16
-// products, bf16 activations and K = 128 on an sm_90 device (and a library built for sm_90a), the
-// state kernel is state_wgmma_kernel instead (prefill_state_sm90.hpp: warpgroup wgmma products).
+// activations and K = 128 on an sm_90 device (and a library built for sm_90a), the state kernel
+// is state_wgmma_kernel with bf16 products (prefill_state_sm90.hpp: warpgroup wgmma products) and
+// state_reg_kernel with fp32 products (prefill_state_reg.hpp: the state in mma registers).
 #include "launch.hpp"
 #include "mma.hpp"
 #include "portability.hpp"
