@@ -81,27 +81,27 @@ __device__ __forceinline__ void swz_b2(const uint16_t* t, int n0, int k0, uint32
 #endif
 }
 
-// acc[n] (+ corr[n]) += A B over the 8 n-tiles of 64 tokens; A fragment kk (and its lo half when
-// SA) from a[kk] / al[kk]; B^T = the rows of a swizzled row-major tile t with C columns (row =
-// token = n, column = contraction), and of its lo halves tl when SB. K S^T / Q S^T: C = K, B exact
-// (raw bf16 rows); C = BT: the lower-triangular Tb / Pm (token blocks i take k-steps kk <= i:
-// their upper blocks are zero). The cross terms go to corr (shorter chains; the caller adds it).
-template <int C, int KS, bool TRI, bool SA, bool SB>
+// acc[n] (+ corr[n]) += A B over the 8 n-tiles of 64 tokens; A fragment kk and its lo half from
+// a[kk] / al[kk]; B^T = the rows of a swizzled row-major tile t with C columns (row = token = n,
+// column = contraction). K S^T / Q S^T (MAT false): C = K, B exact (raw bf16 rows). MAT: C = BT,
+// the lower-triangular Tb / Pm (token blocks i take k-steps kk <= i: their upper blocks are zero)
+// with its lo halves in tl. The cross terms go to corr (shorter chains; the caller adds it).
+template <int C, int KS, bool MAT>
 __device__ __forceinline__ void rows_product(float (&acc)[8][4], float (&corr)[8][4], const uint32_t (&a)[KS][4],
                                              const uint32_t (&al)[KS][4], const uint16_t* t, const uint16_t* tl) {
 #pragma unroll
   for (int kk = 0; kk < KS; ++kk)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      if (TRI && kk > i) continue;
+      if (MAT && kk > i) continue;
       uint32_t b[2][2];
       swz_b2<C, false>(t, 16 * i, 16 * kk, b[0], b[1]);
 #pragma unroll
       for (int n = 0; n < 2; ++n) {
         mma_bf16(acc[2 * i + n], a[kk], b[n]);
-        if constexpr (SA) mma_bf16(corr[2 * i + n], al[kk], b[n]);
+        mma_bf16(corr[2 * i + n], al[kk], b[n]);
       }
-      if constexpr (SB) {
+      if constexpr (MAT) {
         swz_b2<C, false>(tl, 16 * i, 16 * kk, b[0], b[1]);
 #pragma unroll
         for (int n = 0; n < 2; ++n) mma_bf16(corr[2 * i + n], a[kk], b[n]);
@@ -313,7 +313,7 @@ __global__ void __launch_bounds__(kRgThreads, 1) state_reg_kernel(GdnProblem p, 
       {
         uint32_t sa[8][4], sl[8][4];  // (back from the hand-over slots: fewer live registers)
         take(kXS, kXSl, sa, sl);
-        rows_product<K, 8, false, true, false>(r, rc, sa, sl, qk_tile(b, 1), nullptr);
+        rows_product<K, 8, false>(r, rc, sa, sl, qk_tile(b, 1), nullptr);
       }
       add_to(r, rc);
       {
@@ -341,7 +341,7 @@ __global__ void __launch_bounds__(kRgThreads, 1) state_reg_kernel(GdnProblem p, 
         uint32_t ra[4][4], rl[4][4];
         c_to_a<4>(r, ra, rl);
         float vc[8][4] = {};
-        rows_product<BT, 4, true, true, true>(vn, vc, ra, rl, mat_tile(b, 0), mat_tile(b, 2));
+        rows_product<BT, 4, true>(vn, vc, ra, rl, mat_tile(b, 0), mat_tile(b, 2));
         add_to(vn, vc);
       }
       {
@@ -393,7 +393,7 @@ __global__ void __launch_bounds__(kRgThreads, 1) state_reg_kernel(GdnProblem p, 
       {
         uint32_t sa[8][4], sl[8][4];
         take(kXS, kXSl, sa, sl);
-        rows_product<K, 8, false, true, false>(o, oc, sa, sl, qk_tile(b, 0), nullptr);
+        rows_product<K, 8, false>(o, oc, sa, sl, qk_tile(b, 0), nullptr);
       }
       add_to(o, oc);
       scale_tokens(o, sc + b * 4 * BT + kOf);
@@ -402,7 +402,7 @@ __global__ void __launch_bounds__(kRgThreads, 1) state_reg_kernel(GdnProblem p, 
         uint32_t na[4][4], nl[4][4];
         take(kXN, kXNl, na, nl);
         float pc[8][4] = {};
-        rows_product<BT, 4, true, true, true>(o, pc, na, nl, mat_tile(b, 1), mat_tile(b, 3));
+        rows_product<BT, 4, true>(o, pc, na, nl, mat_tile(b, 1), mat_tile(b, 3));
         add_to(o, pc);
       }
       // The output: O (tokens x the warp's 16 columns) as bf16 rows of 32 bytes in the warp's tile
