@@ -1202,9 +1202,11 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
 #include "prefill_state_sm90.hpp"
 #include "prefill_state_reg.hpp"
 
+// The dynamic shared memory a kernel launches with (name: the kernel's, for the error).
 template <class F>
-void set_smem(F kernel, size_t bytes, const char* what) {
-  check(gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, int(bytes)), what);
+void set_smem(F kernel, size_t bytes, const char* name) {
+  const gpuError_t e = gpuFuncSetAttribute(kernel, gpuFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  if (e != gpuSuccess) fail(GDN_ERROR_DEVICE, "%s smem: %s", name, gpuGetErrorString(e));
 }
 
 // q, k, v and out rows 4-element aligned and K, V multiples of 4 (vector accesses).
@@ -1263,7 +1265,7 @@ void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t s
   if (max_chunks > 0) {
     const size_t smem = chunk_smem_floats<BT>(p.d.K, mma && raw_qk(ACT)) * sizeof(float);
     auto run = [&](auto kernel) {
-      set_smem(kernel, smem, "prefill chunk_kernel smem");
+      set_smem(kernel, smem, "prefill chunk_kernel");
       launch_plain(kernel, dim3(unsigned(max_chunks), unsigned(p.d.HK)), kThreads, smem, stream, p, w);
       check_launch("prefill chunk_kernel");
     };
@@ -1278,52 +1280,41 @@ void launch(const Device& dev, const GdnProblem& p, const Work& w, gpuStream_t s
       run(chunk_kernel<ACT, BT, false, 0>);
   }
 
+  // Step 3: one block per (sequence, value head, column tile).
   const int64_t tiles = (p.d.V + kBV - 1) / kBV;
+  auto run = [&](auto kernel, int threads, size_t smem, const char* name) {
+    set_smem(kernel, smem, name);
+    launch_plain(kernel, unsigned(p.num_seqs * p.d.HV * tiles), threads, smem, stream, p, w, tiles);
+    check_launch(name);
+  };
 #if GDN_HAVE_MMA
   if constexpr (ACT == GDN_DTYPE_BF16) {
     if (mma && use_wgmma(dev, p)) {
-      auto run = [&](auto kernel) {
-        set_smem(kernel, kWgSmemBytes, "prefill state_wgmma_kernel smem");
-        launch_plain(kernel, unsigned(p.num_seqs * p.d.HV * tiles), kWgThreads, kWgSmemBytes, stream, p, w, tiles);
-        check_launch("prefill state_wgmma_kernel");
-      };
-      run(state_wgmma_kernel<ST>);
+      run(state_wgmma_kernel<ST>, kWgThreads, kWgSmemBytes, "prefill state_wgmma_kernel");
       return;
     }
     if (mma && use_reg(dev, p)) {
-      auto run = [&](auto kernel) {
-        set_smem(kernel, kRgSmemBytes, "prefill state_reg_kernel smem");
-        launch_plain(kernel, unsigned(p.num_seqs * p.d.HV * tiles), kRgThreads, kRgSmemBytes, stream, p, w, tiles);
-        check_launch("prefill state_reg_kernel");
-      };
-      run(state_reg_kernel<ST>);
+      run(state_reg_kernel<ST>, kRgThreads, kRgSmemBytes, "prefill state_reg_kernel");
       return;
     }
   }
   if (mma) {
     const size_t smem = size_t(mma_smem_words(p.d.K, p.q.dt)) * 4;
-    auto run = [&](auto kernel) {
-      set_smem(kernel, smem, "prefill state_mma_kernel smem");
-      launch_plain(kernel, unsigned(p.num_seqs * p.d.HV * tiles), kMmaThreads, smem, stream, p, w, tiles);
-      check_launch("prefill state_mma_kernel");
-    };
+    const char* name = "prefill state_mma_kernel";
     if (p.bf16_products)
-      p.d.K == 64 ? run(state_mma_kernel<ACT, ST, 64, true>) : run(state_mma_kernel<ACT, ST, 128, true>);
+      p.d.K == 64 ? run(state_mma_kernel<ACT, ST, 64, true>, kMmaThreads, smem, name)
+                  : run(state_mma_kernel<ACT, ST, 128, true>, kMmaThreads, smem, name);
     else
-      p.d.K == 64 ? run(state_mma_kernel<ACT, ST, 64, false>) : run(state_mma_kernel<ACT, ST, 128, false>);
+      p.d.K == 64 ? run(state_mma_kernel<ACT, ST, 64, false>, kMmaThreads, smem, name)
+                  : run(state_mma_kernel<ACT, ST, 128, false>, kMmaThreads, smem, name);
     return;
   }
 #endif
   const size_t smem = state_smem_floats<BT>(p.d.K) * sizeof(float);
-  auto run = [&](auto kernel) {
-    set_smem(kernel, smem, "prefill state_kernel smem");
-    launch_plain(kernel, unsigned(p.num_seqs * p.d.HV * tiles), 8 * BT, smem, stream, p, w, tiles);
-    check_launch("prefill state_kernel");
-  };
   if (vec)
-    run(state_kernel<ACT, ST, BT, true>);
+    run(state_kernel<ACT, ST, BT, true>, 8 * BT, smem, "prefill state_kernel");
   else
-    run(state_kernel<ACT, ST, BT, false>);
+    run(state_kernel<ACT, ST, BT, false>, 8 * BT, smem, "prefill state_kernel");
 }
 
 template <int BT>
