@@ -147,7 +147,9 @@ __global__ void __launch_bounds__(kHThreads, 2) decode_step_head_kernel(ConvProb
       const int j = lane * 8 + e;
       xs[0][e] = mine ? o_s[j] : 0.0f, zs[0][e] = mine ? z_s[j] : 0.0f, nw[0][e] = mine ? nw_s[j] : 0.0f;
     }
-    norm_row16<OUT, FP8, 1>(pn, xs, zs, nw, FP8 ? fp8_max(OUT) : 0.0f, lane, uint32_t(b), uint32_t(h),
+    const int gs = int(pn.group);
+    float* scales = FP8 && mine ? reinterpret_cast<float*>(pn.scales.at(b, h * pn.d.V / gs)) : nullptr;
+    norm_row16<OUT, FP8, 1>(xs, zs, nw, pn.eps, FP8 ? fp8_max(OUT) : 0.0f, gs, lane, scales, pn.scales.s_col,
                             mine ? pn.out.at(b, 0, h) : nullptr);
   }
   if (slot >= 0) StateIO<ST>::store_rows(pd, slot, h, ty, j0, s);

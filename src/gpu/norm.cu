@@ -74,6 +74,52 @@ __global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p, int hb) {
   }
 }
 
+// The fast path's parameters in a compact block (a few 32-byte constant lines, fetched together
+// by prefetch_params): each tensor's rows as byte offsets, with 32-bit per-head parts.
+struct ByteRows {  // row (t, h) at p + t * ts + (h / groups) * gs + (h % groups) * is
+  char* p;
+  uint64_t ts;
+  uint32_t gs, is;
+  FastDiv groups;
+  __device__ __forceinline__ char* row(uint32_t t, uint32_t h) const {
+    const uint32_t g = groups.div(h);
+    return p + t * ts + (g * gs + (h - g * groups.d) * is);
+  }
+};
+struct NormRows {
+  ByteRows x, z, out;
+  VecView weight;
+  float* scales;        // fp8: row t's groups at scales + t * sc_ts + g * sc_cs (floats)
+  uint64_t sc_ts;
+  uint32_t sc_cs;
+  uint32_t rows;        // T * HV
+  FastDiv hv;
+  float eps;
+  int32_t group;        // fp8 group (columns)
+};
+
+// Head view v's rows in bytes, when every per-head offset fits 32 bits (else false).
+bool byte_rows(const HeadView& v, int64_t HV, ByteRows* r) {
+  const int64_t b = dtype_bytes(v.dt), groups = v.r.d, gs = b * v.s_grp, is = b * v.s_in, ts = b * v.s0;
+  const int64_t last = (HV - 1) / groups * gs + (groups - 1) * is;
+  if (gs < 0 || is < 0 || ts < 0 || last >= (int64_t(1) << 32)) return false;
+  *r = ByteRows{v.p, uint64_t(ts), uint32_t(gs), uint32_t(is), v.r};
+  return true;
+}
+bool norm_rows(const NormProblem& p, bool fp8, NormRows* r) {
+  r->weight = p.weight;
+  r->scales = fp8 ? reinterpret_cast<float*>(p.scales.p) : nullptr;
+  r->sc_ts = fp8 ? uint64_t(p.scales.s_row) : 0;
+  r->sc_cs = fp8 ? uint32_t(p.scales.s_col) : 0;
+  r->rows = uint32_t(p.T * p.d.HV);
+  r->hv = p.d.hv_div;
+  r->eps = p.eps;
+  r->group = fp8 ? int32_t(p.group) : 0;
+  if (fp8 && (p.scales.s_row < 0 || p.scales.s_col < 0 || p.scales.s_col * p.scales.cols >= (int64_t(1) << 32)))
+    return false;
+  return byte_rows(p.x, p.d.HV, &r->x) && byte_rows(p.z, p.d.HV, &r->z) && byte_rows(p.out, p.d.HV, &r->out);
+}
+
 // Fast path for V = 128 * SPANS (and, for FP8, a group of 8..128 columns dividing 128): half a
 // 32-lane subgroup (16 lanes) per (token, head) row, each lane holding 8 consecutive columns of
 // every 128-column span in registers; the RMS sum and each group's amax are shuffle reductions
@@ -83,30 +129,32 @@ __global__ void __launch_bounds__(kThreads) norm_kernel(NormProblem p, int hb) {
 // U = 1 when one wave of blocks has a half-subgroup for every row (small T: the shortest chain a
 // thread), else 2 (more loads in flight a thread).
 template <int32_t ACT, int32_t OUT, bool FP8, int SPANS, int U>
-__global__ void __launch_bounds__(kThreads) norm_rows_kernel(const GDN_GRID_CONST NormProblem p, uint32_t rows) {
+__global__ void __launch_bounds__(kThreads) norm_rows_kernel(const GDN_GRID_CONST NormRows p) {
   const uint32_t pw = prefetch_params(p);
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   sink_params(pw);
   constexpr int kRowLanes = 16, kPer = 8;
   const int lane = threadIdx.x % kRowLanes;
   const uint32_t worker = (blockIdx.x * kGroups + threadIdx.x / kLanes) * 2 + (threadIdx.x % kLanes) / kRowLanes;
-  const uint32_t workers = gridDim.x * kGroups * 2;
-  const uint32_t HV = uint32_t(p.d.HV);
+  const uint32_t workers = gridDim.x * kGroups * 2, rows = p.rows;
   float w[SPANS][kPer];
 #pragma unroll
   for (int s = 0; s < SPANS; ++s) p.weight.load_n(s * 128 + lane * kPer, w[s]);
   const float fmax = FP8 ? fp8_max(OUT) : 0.0f;
+  const int gshift = FP8 ? __ffs(p.group) - 1 : 0;  // the group divides 128: a power of two
+  constexpr uint32_t kV = 128 * SPANS;
   // Rows are visited in the same order by both halves of a subgroup, so the loop trip count is
   // uniform over the subgroup (shuffles need all 32 lanes); a half past the end computes on zeros.
   const uint32_t pairs = (rows + 1) / 2 * 2;
   for (uint32_t r0 = worker; r0 - worker % 2 < pairs; r0 += U * workers) {
     float xs[U][SPANS][kPer], zs[U][SPANS][kPer];
+    uint32_t ts[U], hs[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const uint32_t r = r0 + u * workers;
+      ts[u] = p.hv.div(r), hs[u] = r - ts[u] * p.hv.d;
       if (r < rows) {
-        const uint32_t t = p.d.hv_div.div(r), h = r - t * HV;
-        const char *x = p.x.at(t, 0, h), *z = p.z.at(t, 0, h);
+        const char *x = p.x.row(ts[u], hs[u]), *z = p.z.row(ts[u], hs[u]);
 #pragma unroll
         for (int s = 0; s < SPANS; ++s)
 #pragma unroll
@@ -126,9 +174,10 @@ __global__ void __launch_bounds__(kThreads) norm_rows_kernel(const GDN_GRID_CONS
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const uint32_t r = r0 + u * workers;
-      const uint32_t t = p.d.hv_div.div(r), h = r - t * HV;
-      norm_row16<OUT, FP8, SPANS>(p, xs[u], zs[u], w, fmax, lane, t, h, r < rows ? p.out.at(t, 0, h) : nullptr);
+      const bool mine = r0 + u * workers < rows;
+      float* sc = FP8 ? p.scales + ts[u] * p.sc_ts + uint64_t((hs[u] * kV) >> gshift) * p.sc_cs : nullptr;
+      norm_row16<OUT, FP8, SPANS>(xs[u], zs[u], w, p.eps, fmax, p.group, lane, sc, p.sc_cs,
+                                  mine ? p.out.row(ts[u], hs[u]) : nullptr);
     }
   }
 }
@@ -147,7 +196,9 @@ int heads_per_block(const NormProblem& p, bool fp8) {
 
 template <int32_t ACT, int32_t OUT, bool FP8>
 void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
+  NormRows rp;
   if (norm_rows_fast_path(p, FP8)) {
+    norm_rows(p, FP8, &rp);
     const int64_t rows = p.T * p.d.HV;  // < 2^31 (checked above)
     // One wave of resident blocks (or fewer when the rows run out), striding over the rows; one
     // row a half-subgroup when that wave covers them all.
@@ -157,7 +208,7 @@ void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
       const int64_t wave = int64_t(std::max(per_sm, 1)) * dev.sm_count;
       if (u == 1 && rows > wave * kGroups * 2) return false;
       const unsigned grid = unsigned(std::min<int64_t>(ceil_div(rows, kGroups * 2 * u), wave));
-      launch_pdl(dev.pdl(), kernel, grid, kThreads, 0, stream, p, uint32_t(rows));
+      launch_pdl(dev.pdl(), kernel, grid, kThreads, 0, stream, rp);
       return true;
     };
     if (p.d.V == 128) {
@@ -181,12 +232,15 @@ void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
 }  // namespace
 
 // The fast path's conditions: V = 128 * SPANS (SPANS <= 2), FP8 groups of 8..128 dividing 128,
-// every head row of x, z and out 4-element aligned (vector accesses).
+// every head row of x, z and out 4-element aligned (vector accesses), and the compact parameters'
+// 32-bit offsets enough (norm_rows).
 bool norm_rows_fast_path(const NormProblem& p, bool fp8) {
   if (p.d.V % 128 != 0 || p.d.V > 256) return false;
   if (fp8 && (p.group < 8 || 128 % p.group != 0)) return false;
   if (p.T * p.d.HV >= (int64_t(1) << 31)) return false;
-  return head_rows_aligned(p.x, 4) && head_rows_aligned(p.z, 4) && head_rows_aligned(p.out, 4);
+  NormRows unused;
+  return head_rows_aligned(p.x, 4) && head_rows_aligned(p.z, 4) && head_rows_aligned(p.out, 4) &&
+         norm_rows(p, fp8, &unused);
 }
 
 void norm_gated(const Device& dev, const NormProblem& p, bool fp8, void* stream) {

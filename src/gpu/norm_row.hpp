@@ -10,25 +10,26 @@
 
 namespace gdn::gpu {
 
-// Row (t, h) of V = 128 * SPANS columns: lane (of 16) holds columns s * 128 + lane * 8 + [0, 8)
-// of x, z and the weight. y = x / rms(x) * w * silu(z); with FP8, each group of gs columns (8..128,
-// dividing 128: gs / 8 lanes) gets scale = amax / fmax and codes y / scale. Writes out (and the
-// scales) when out is not null. The RMS sum and the group amax are shuffles within the 16 lanes:
-// all 32 lanes of the subgroup must call this together.
+// One row of V = 128 * SPANS columns: lane (of 16) holds columns s * 128 + lane * 8 + [0, 8) of x,
+// z and the weight. y = x / rms(x) * w * silu(z); with FP8, each group of gs columns (8..128,
+// dividing 128: gs / 8 lanes) gets scale = amax / fmax, stored at scales[g * sc_stride] for the
+// row's group g, and codes y / scale. Writes out (and the scales) when out is not null. The RMS
+// sum and the group amax are shuffles within the 16 lanes: all 32 lanes of the subgroup must call
+// this together. V is a compile-time power of two, so the mean is an exact product.
 template <int32_t OUT, bool FP8, int SPANS>
-__device__ __forceinline__ void norm_row16(const NormProblem& p, const float (&xs)[SPANS][8],
-                                           const float (&zs)[SPANS][8], const float (&w)[SPANS][8], float fmax,
-                                           int lane, uint32_t t, uint32_t h, char* out) {
+__device__ __forceinline__ void norm_row16(const float (&xs)[SPANS][8], const float (&zs)[SPANS][8],
+                                           const float (&w)[SPANS][8], float eps, float fmax, int gs, int lane,
+                                           float* scales, int64_t sc_stride, char* out) {
   constexpr int kRowLanes = 16, kPer = 8;
-  const int64_t V = p.d.V;
-  const int gs = int(p.group);
+  constexpr float kInvV = 1.0f / float(128 * SPANS);
   float ss = 0.0f;
 #pragma unroll
   for (int s = 0; s < SPANS; ++s)
 #pragma unroll
     for (int c = 0; c < kPer; ++c) ss += xs[s][c] * xs[s][c];
+#pragma unroll
   for (int m = kRowLanes / 2; m > 0; m >>= 1) ss += shfl_xor32(ss, m);
-  const float inv = rsqrtf(ss / float(V) + p.eps);
+  const float inv = rsqrtf(ss * kInvV + eps);
 #pragma unroll
   for (int s = 0; s < SPANS; ++s) {
     float y[kPer];
@@ -39,11 +40,14 @@ __device__ __forceinline__ void norm_row16(const NormProblem& p, const float (&x
       float amax = 0.0f;
 #pragma unroll
       for (int c = 0; c < kPer; ++c) amax = fmaxf(amax, fabsf(y[c]));
-      for (int m = 1; m < gs / kPer; m <<= 1) amax = fmaxf(amax, shfl_xor32(amax, m));
+#pragma unroll
+      for (int m = 1; m < kRowLanes; m <<= 1) {
+        const float o = shfl_xor32(amax, m);  // every lane takes part; the group's lanes use it
+        if (m < gs / kPer) amax = fmaxf(amax, o);
+      }
       const float scale = fmaxf(amax / fmax, FLT_MIN);
       const int col = s * 128 + lane * kPer, gshift = __ffs(gs) - 1;  // gs divides 128: a power of two
-      if (out && (col & (gs - 1)) == 0)
-        store_float(p.scales.at(t, (int64_t(h) * V + col) >> gshift), p.scales.dt, scale);
+      if (out && (col & (gs - 1)) == 0) scales[(col >> gshift) * sc_stride] = scale;
 #pragma unroll
       for (int c = 0; c < kPer; ++c) y[c] = y[c] * (1.0f / scale);
     }
