@@ -279,6 +279,13 @@ struct Bench {
       add("launch", "the same, loads by bulk copies", time_calls(int(tile_sets), [&](int i, void* s) {
             CU(launch_floor_call(LaunchFloorKind::kTileBulk, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
           }), double(2 * tile_bytes + 4));
+    // norm_fp8's memory at T = 128 without its arithmetic (from the L2, as the norm_fp8 rows).
+    const int64_t norm_in = int64_t(kLaunchFloorNormRows) * 128 * 2 * 2, norm_out = int64_t(kLaunchFloorNormRows) * (128 + 4);
+    Workspace norm_src{size_t(norm_in)}, norm_dst{size_t(norm_out)};
+    CU(cudaMemset(norm_src.ptr, 0, size_t(norm_in)));
+    add("launch", "norm_fp8's memory at T=128", time_calls(4, [&](int, void* s) {
+          CU(launch_floor_call(LaunchFloorKind::kNormRows, pdl, nullptr, norm_src.ptr, norm_dst.ptr, cudaStream_t(s)));
+        }), double(norm_in + norm_out));
   }
 #endif
 

@@ -17,6 +17,11 @@
 //   split: the same set in contiguous pieces over 128 / 256 / 512 blocks of 128 threads (8 / 4 / 2
 //          x 16 bytes a thread).
 //   bulk:  the tile kernel with its loads by the bulk copy engine (sm_90; one copy a row).
+//   norm rows: the memory of norm_fp8 at T = 128 (HV = 32, V = 128: 4096 rows) without its
+//          arithmetic, laid out as its fast path (16 lanes a row, a row a half-warp, 256 blocks of
+//          256 threads): 8 bf16 of x and of z a lane (two 8-byte loads each), 8 fp8 codes out (two
+//          4-byte stores) and a 4-byte scale a row. The same buffers every call, as the norm_fp8
+//          rows of gdn_bench (so from the L2).
 // No op of libgdn can beat "chain" at small sizes; time / floor there says more against it than
 // against the bytes floor.
 #include <cuda_runtime.h>
@@ -127,6 +132,16 @@ __global__ void bulk_tile_kernel(const int32_t* index, float4* state) {
 #endif
 }
 
+__global__ void norm_rows_kernel(const uint2* x, const uint2* z, uint32_t* out, float* scales) {
+  wait_previous();
+  const int lane = threadIdx.x % 16, row = blockIdx.x * 16 + threadIdx.x / 16;  // 32 x 8-byte words a row
+  const uint2 x0 = x[row * 32 + 2 * lane], x1 = x[row * 32 + 2 * lane + 1];
+  const uint2 z0 = z[row * 32 + 2 * lane], z1 = z[row * 32 + 2 * lane + 1];
+  out[row * 32 + 2 * lane] = x0.x ^ x0.y ^ z0.x ^ z0.y;
+  out[row * 32 + 2 * lane + 1] = x1.x ^ x1.y ^ z1.x ^ z1.y;
+  if (lane == 0) scales[row] = __uint_as_float(x0.x & 0x3fffffffu);
+}
+
 template <class... KArgs, class... Args>
 cudaError_t launch(bool pdl, unsigned cluster, void (*kernel)(KArgs...), unsigned grid, unsigned block, cudaStream_t s,
                    Args... args) {
@@ -174,6 +189,13 @@ cudaError_t launch_floor_call(LaunchFloorKind kind, bool pdl, const int32_t* ind
       return launch(pdl, 1, split_kernel<2>, kLaunchFloorTileBlocks * 4, 128, stream, index, dst);
     case LaunchFloorKind::kTileBulk:
       return launch(pdl, 1, bulk_tile_kernel, kLaunchFloorTileBlocks, 128, stream, index, dst);
+    case LaunchFloorKind::kNormRows: {
+      const auto x = static_cast<const uint2*>(in);
+      const int64_t words = int64_t(kLaunchFloorNormRows) * 32;  // 8-byte words of x (and of z)
+      auto codes = static_cast<uint32_t*>(out);
+      return launch(pdl, 1, norm_rows_kernel, kLaunchFloorNormRows / 16, 256, stream, x, x + words, codes,
+                    reinterpret_cast<float*>(codes + words));
+    }
     default: return launch(pdl, 8, chain_kernel<true>, blocks, 128, stream, index, src, dst);
   }
 }
