@@ -205,7 +205,7 @@ __device__ inline void store_split_pair(uint32_t* row, int jp, float x0, float x
 // stores only the 16-byte pieces (8 columns of hi or of lo words) that can hold a nonzero, and the
 // tensor-core state kernels copy only those, writing zeros into shared memory for the others:
 // ~40 % less workspace traffic each way.
-__host__ __device__ constexpr bool mats_piece_used(bool tb, int row, int piece) {
+[[maybe_unused]] __host__ __device__ constexpr bool mats_piece_used(bool tb, int row, int piece) {
   return tb ? piece / 2 <= row / 16 : 8 * piece <= row;
 }
 
@@ -222,12 +222,12 @@ __device__ void store_tb_rows(float* mats, int64_t c0, int L, int64_t HV, int64_
   const int jp = int(threadIdx.x) % kPairs, j = 2 * jp;
   const float b0 = beta[j], b1 = beta[j + 1];
   const int64_t row_step = kRowStep * HV * 2 * kMaxBT;
-  float* row = mats + ((c0 + threadIdx.x / kPairs) * HV + h) * 2 * kMaxBT;
-  // The pair's first used row (mats_piece_used): its row block's first row of this thread.
-  static_assert(16 % kRowStep == 0, "row blocks of whole row steps");
-  const int skip = 16 * (j / 16);
-  row += skip / kRowStep * row_step;
-  for (int i = threadIdx.x / kPairs + skip; i < L; i += kRowStep, row += row_step)
+  // The thread's first row that uses the pair (mats_piece_used: rows from the pair's 16-column
+  // block on).
+  const int r0 = int(threadIdx.x) / kPairs, skip = 16 * (j / 16);
+  const int i0 = r0 + (skip > r0 ? (skip - r0 + kRowStep - 1) / kRowStep * kRowStep : 0);
+  float* row = mats + ((c0 + i0) * HV + h) * 2 * kMaxBT;
+  for (int i = i0; i < L; i += kRowStep, row += row_step)
     store_split_pair<BT>(reinterpret_cast<uint32_t*>(row), jp, X[i * MS + j] * b0, X[i * MS + j + 1] * b1, low);
 }
 
