@@ -200,20 +200,10 @@ __device__ inline void store_split_pair(uint32_t* row, int jp, float x0, float x
   }
 }
 
-// Tb and Pm are zero right of their diagonals: Tb (the blocked solve's X diag(beta)) right of row
-// i's 16-column diagonal block, Pm right of column i. In the split workspace rows the chunk kernel
-// stores only the 16-byte pieces (8 columns of hi or of lo words) that can hold a nonzero, and the
-// tensor-core state kernels copy only those, writing zeros into shared memory for the others:
-// ~40 % less workspace traffic each way.
-[[maybe_unused]] __host__ __device__ constexpr bool mats_piece_used(bool tb, int row, int piece) {
-  return tb ? piece / 2 <= row / 16 : 8 * piece <= row;
-}
-
 // Rows i < L of Tb = X diag(beta) into the workspace rows of tokens c0 + i (value head h, row
 // stride MS floats in X), split (store_split_pair), by NT threads: a thread keeps one column pair
 // (and its two betas) and walks every (NT / (BT / 2))-th row, its row pointer advancing by a
-// constant. X's strictly upper 16 x 16 blocks are never written (solve_blocked), nor stored
-// (mats_piece_used).
+// constant. X's strictly upper 16 x 16 blocks are never written (solve_blocked): stored as zeros.
 template <int BT, int NT, int MS>
 __device__ void store_tb_rows(float* mats, int64_t c0, int L, int64_t HV, int64_t h, bool low, const float* X,
                               const float* beta) {
@@ -222,13 +212,12 @@ __device__ void store_tb_rows(float* mats, int64_t c0, int L, int64_t HV, int64_
   const int jp = int(threadIdx.x) % kPairs, j = 2 * jp;
   const float b0 = beta[j], b1 = beta[j + 1];
   const int64_t row_step = kRowStep * HV * 2 * kMaxBT;
-  // The thread's first row that uses the pair (mats_piece_used: rows from the pair's 16-column
-  // block on).
-  const int r0 = int(threadIdx.x) / kPairs, skip = 16 * (j / 16);
-  const int i0 = r0 + (skip > r0 ? (skip - r0 + kRowStep - 1) / kRowStep * kRowStep : 0);
-  float* row = mats + ((c0 + i0) * HV + h) * 2 * kMaxBT;
-  for (int i = i0; i < L; i += kRowStep, row += row_step)
-    store_split_pair<BT>(reinterpret_cast<uint32_t*>(row), jp, X[i * MS + j] * b0, X[i * MS + j + 1] * b1, low);
+  float* row = mats + ((c0 + threadIdx.x / kPairs) * HV + h) * 2 * kMaxBT;
+  for (int i = threadIdx.x / kPairs; i < L; i += kRowStep, row += row_step) {
+    const bool upper = j / 16 > i / 16;
+    const float x0 = upper ? 0.0f : X[i * MS + j] * b0, x1 = upper ? 0.0f : X[i * MS + j + 1] * b1;
+    store_split_pair<BT>(reinterpret_cast<uint32_t*>(row), jp, x0, x1, low);
+  }
 }
 
 // acc -+ sum_{m < n} row[m] x[m] (SUB: minus), in order of m, the row (16-byte aligned) read as
@@ -596,8 +585,7 @@ __global__ void __launch_bounds__(kThreads, (KM > 0 && raw_qk(ACT)) ? 3 : 2) chu
         *reinterpret_cast<float2*>(A_h + i * MS + j0) =
             make_float2(j0 < i ? bi * kk.x * d0 : 0.0f, j0 + 1 < i ? bi * kk.y * d1 : 0.0f);
         const float pm[2] = {qk.x * d0, qk.y * d1};
-        if (i < L && i >= (j0 & ~7))  // mats_piece_used(false, i, j0 / 8)
-          store_split_pair<BT>(reinterpret_cast<uint32_t*>(row), jp, pm[0], pm[1], p.bf16_products);
+        if (i < L) store_split_pair<BT>(reinterpret_cast<uint32_t*>(row), jp, pm[0], pm[1], p.bf16_products);
       }
     } else {
       for (int e = tid; e < BT * BT; e += kThreads) {
@@ -1000,8 +988,7 @@ __global__ void __launch_bounds__(kMmaThreads) state_mma_kernel(GdnProblem p, Wo
     float* dst = Tb_s + mats_dst;
 #pragma unroll
     for (int u = 0; u < BT / kMatStep; ++u) {
-      const int r = r_mats + u * kMatStep;
-      if (r < L && mats_piece_used(q4 < BT / 4, r, (j_mats / 4) % 8))
+      if (r_mats + u * kMatStep < L)
         async_copy16(dst + u * kMatStep * MP, src + u * kMatStep * mats_stride);
       else
         st4(dst + u * kMatStep * MP, 0.0f, 0.0f, 0.0f, 0.0f);

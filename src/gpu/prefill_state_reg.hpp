@@ -186,12 +186,7 @@ __global__ void __launch_bounds__(kRgThreads, 1) state_reg_kernel(GdnProblem p, 
 #pragma unroll
       for (int u = 0; u < BT / SM; ++u)
 #pragma unroll
-        for (int i = 0; i < NM; ++i) {
-          if (mats_piece_used(i % 2 == 0, rm + u * SM, xm / 8))
-            async_copy16(mat_tile(b, i) + dm + u * SM * BT, ms + u * m_step + mat_src(i));
-          else
-            *reinterpret_cast<uint4*>(mat_tile(b, i) + dm + u * SM * BT) = make_uint4(0, 0, 0, 0);
-        }
+        for (int i = 0; i < NM; ++i) async_copy16(mat_tile(b, i) + dm + u * SM * BT, ms + u * m_step + mat_src(i));
 #pragma unroll
       for (int u = 0; u < BT / SV; ++u) async_copy16(vd + u * SV * kRgVS, vs + u * v_step);
     } else {
@@ -210,7 +205,7 @@ __global__ void __launch_bounds__(kRgThreads, 1) state_reg_kernel(GdnProblem p, 
       for (int u = 0; u < BT / SM; ++u)
 #pragma unroll
         for (int i = 0; i < NM; ++i) {
-          if (rm + u * SM < Lc && mats_piece_used(i % 2 == 0, rm + u * SM, xm / 8))
+          if (rm + u * SM < Lc)
             async_copy16(mat_tile(b, i) + dm + u * SM * BT, ms + u * m_step + mat_src(i));
           else
             *reinterpret_cast<uint4*>(mat_tile(b, i) + dm + u * SM * BT) = make_uint4(0, 0, 0, 0);

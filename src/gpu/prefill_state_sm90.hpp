@@ -198,13 +198,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
 #pragma unroll
       for (int q = 0; q < 4; ++q)
 #pragma unroll
-        for (int pm = 0; pm < 2; ++pm) {
-          uint16_t* d = md + pm * kWgMT + 16 * BT * q;
-          if (mats_piece_used(pm == 0, t1 / 8 + 16 * q, t1 % 8))
-            async_copy16(d, ms + 16 * q * mats_stride + pm * kMaxBT);
-          else
-            *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
-        }
+        for (int pm = 0; pm < 2; ++pm) async_copy16(md + pm * kWgMT + 16 * BT * q, ms + 16 * q * mats_stride + pm * kMaxBT);
 #pragma unroll
       for (int q = 0; q < 2; ++q) async_copy16(vd + 32 * NB * q, vs + 32 * q * v_rows.stride);
     } else {
@@ -213,7 +207,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
 #pragma unroll
         for (int pm = 0; pm < 2; ++pm) {
           uint16_t* d = md + pm * kWgMT + 16 * BT * q;
-          if (t1 / 8 + 16 * q < Lc && mats_piece_used(pm == 0, t1 / 8 + 16 * q, t1 % 8))
+          if (t1 / 8 + 16 * q < Lc)
             async_copy16(d, ms + 16 * q * mats_stride + pm * kMaxBT);
           else
             *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
