@@ -196,9 +196,9 @@ int heads_per_block(const NormProblem& p, bool fp8) {
 
 template <int32_t ACT, int32_t OUT, bool FP8>
 void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
-  NormRows rp;
   if (norm_rows_fast_path(p, FP8)) {
-    norm_rows(p, FP8, &rp);
+    NormRows rp;
+    norm_rows(p, FP8, &rp);  // fits: checked by norm_rows_fast_path
     const int64_t rows = p.T * p.d.HV;  // < 2^31 (checked above)
     // One wave of resident blocks (or fewer when the rows run out), striding over the rows; one
     // row a half-subgroup when that wave covers them all.
