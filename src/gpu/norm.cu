@@ -199,7 +199,7 @@ void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
   if (norm_rows_fast_path(p, FP8)) {
     NormRows rp;
     norm_rows(p, FP8, &rp);  // fits: checked by norm_rows_fast_path
-    const int64_t rows = p.T * p.d.HV;  // < 2^31 (checked above)
+    const int64_t rows = rp.rows;  // T * HV < 2^31 (checked above)
     // One wave of resident blocks (or fewer when the rows run out), striding over the rows; one
     // row a half-subgroup when that wave covers them all.
     auto run = [&](auto kernel, int u) {
