@@ -1,8 +1,8 @@
 // Device-only check (scripts/gpu-check runs it) over all 2^32 float bit patterns: Elem<BF16 /
 // F16>::encode2 (typed.hpp: one hardware cvt.rn for two floats on sm_80+, NaNs patched) against the
 // portable f32_to_bf16 / f32_to_f16 (numeric.hpp), both halves; and fast_silu (portability.hpp:
-// ex2.approx.ftz) against its __expf form, bit for bit (any two NaNs equal). Exit status 1 on any
-// mismatch.
+// ex2.approx.ftz, rcp.approx.ftz) against its __expf / __fdividef form, bit for bit (any two NaNs
+// equal). Exit status 1 on any mismatch.
 #include <cstdint>
 #include <cstdio>
 

@@ -10,10 +10,10 @@ namespace {
 
 struct NormCase {
   int64_t T, HK, HV, V;
-  Buf x, z, weight, out, scales;
-  bool grouped_z;
-  NormCase(const gdn_layer_config& c, int64_t tokens, gdn_dtype out_dt, uint64_t seed, bool grouped)
-      : T(tokens), HK(c.num_k_heads), HV(c.num_v_heads), V(c.head_v_dim), grouped_z(grouped) {
+  Buf x, z, weight, weight2, out, scales;
+  bool grouped_z, strided_w;
+  NormCase(const gdn_layer_config& c, int64_t tokens, gdn_dtype out_dt, uint64_t seed, bool grouped, bool strided)
+      : T(tokens), HK(c.num_k_heads), HV(c.num_v_heads), V(c.head_v_dim), grouped_z(grouped), strided_w(strided) {
     std::mt19937_64 rng(seed);
     const gdn_dtype act = gdn_dtype(c.act_dtype);
     x = Buf(act, {T, HV, V});
@@ -23,6 +23,9 @@ struct NormCase {
     z.fill_uniform(rng, -4, 4);
     weight = Buf(GDN_DTYPE_F32, {V});
     weight.fill_uniform(rng, 0.5, 1.5);
+    weight2 = Buf(GDN_DTYPE_F32, {V, 2});  // strided_w: the weight as every other float (stride 2)
+    weight2.poison();
+    for (int64_t j = 0; j < V; ++j) weight2.set(2 * j, weight.get(j));
     out = Buf(out_dt, {T, HV, V});
     out.poison();
     scales = Buf(GDN_DTYPE_F32, {HV * V / c.fp8_group_size, T});  // column-major [T, G] storage
@@ -67,6 +70,10 @@ struct NormCase {
     a.x = x.view();
     a.z = z_view();
     a.weight = weight.view();
+    if (strided_w) {  // the GPU's row kernel takes contiguous weights only: the general kernel runs
+      a.weight = weight2.view();
+      a.weight.ndim = 1, a.weight.shape[0] = V, a.weight.strides[0] = 2;
+    }
     a.out = out.view();
     return a;
   }
@@ -75,7 +82,7 @@ struct NormCase {
 struct NormParam {
   int hk, hv, v;
   gdn_dtype act, out;
-  bool grouped;
+  bool grouped, strided_w = false;
 };
 // Parameters are spelled out in the test name; keep ctest names short.
 void PrintTo(const NormParam&, std::ostream* os) { *os << "(see name)"; }
@@ -94,7 +101,7 @@ TEST_P(Norm, GatedMatchesOracle) {
   cfg.out_dtype = P.out;
   Layer layer(ctx.ctx, cfg);
   for (int64_t T : kNormTokens) {
-    NormCase c(cfg, T, P.out, 11 + uint64_t(T), P.grouped);
+    NormCase c(cfg, T, P.out, 11 + uint64_t(T), P.grouped, P.strided_w);
     auto a = c.args();
     size_t bytes = 0;
     ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, c.T, &bytes), GDN_SUCCESS);
@@ -115,7 +122,7 @@ TEST_P(Norm, Fp8QuantMatchesOracle) {
       cfg.fp8_dtype = f8;
       Layer layer(ctx.ctx, cfg);
       const bool fnuz = f8 == GDN_DTYPE_F8_E4M3FNUZ;
-      NormCase c(cfg, T, f8, 12 + uint64_t(T), P.grouped);
+      NormCase c(cfg, T, f8, 12 + uint64_t(T), P.grouped, P.strided_w);
       const int64_t G = c.HV * c.V / cfg.fp8_group_size, gs = cfg.fp8_group_size;
       auto a = c.args();
       a.scales = c.scales_view(G);
@@ -157,7 +164,7 @@ TEST_P(Norm, RowsDoNotDependOnTheCall) {
   // ~1200 rows: two rows a worker on 3 simulated SMs.
   const int64_t T = 1200 / P.hv + 1, Ts = 3, G = P.hv * P.v / cfg.fp8_group_size;
   for (bool fp8 : {false, true}) {
-    NormCase c(cfg, T, fp8 ? gdn_dtype(cfg.fp8_dtype) : P.out, 91, P.grouped);
+    NormCase c(cfg, T, fp8 ? gdn_dtype(cfg.fp8_dtype) : P.out, 91, P.grouped, P.strided_w);
     auto a = c.args();
     if (fp8) a.scales = c.scales_view(G);
     size_t bytes = 0;
@@ -191,13 +198,15 @@ const NormParam kNormParams[] = {
     {2, 2, 256, GDN_DTYPE_F32, GDN_DTYPE_BF16, false},
     {3, 6, 20, GDN_DTYPE_F32, GDN_DTYPE_F32, true},
     {2, 8, 64, GDN_DTYPE_BF16, GDN_DTYPE_BF16, false},  // FP8 groups of 128 span two heads
+    {2, 4, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, true, true},  // a strided weight
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, Norm, ::testing::ValuesIn(kNormParams),
                          [](const ::testing::TestParamInfo<NormParam>& i) {
                            const NormParam& p = i.param;
                            return "hk" + std::to_string(p.hk) + "_hv" + std::to_string(p.hv) + "_v" +
                                   std::to_string(p.v) + "_" + gdn_dtype_name(p.act) + "_out" +
-                                  gdn_dtype_name(p.out) + (p.grouped ? "_grouped" : "_plain");
+                                  gdn_dtype_name(p.out) + (p.grouped ? "_grouped" : "_plain") +
+                                  (p.strided_w ? "_wstride2" : "");
                          });
 
 // gdn_norm_gated_fp8_quant on contiguous buffers, with a workspace from the library's query.

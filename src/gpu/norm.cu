@@ -88,7 +88,7 @@ struct ByteRows {  // row (t, h) at p + t * ts + (h / groups) * gs + (h % groups
 };
 struct NormRows {
   ByteRows x, z, out;
-  VecView weight;
+  const char* weight;   // V contiguous elements, 4-element aligned: fp32 (weight_f32), or x's dtype
   float* scales;        // fp8: row t's groups at scales + t * sc_ts + g * sc_cs (floats)
   uint64_t sc_ts;
   uint32_t sc_cs;
@@ -96,6 +96,7 @@ struct NormRows {
   FastDiv hv;
   float eps;
   int32_t group;        // fp8 group (columns)
+  bool weight_f32;
 };
 
 // Head view v's rows in bytes, when every per-head offset fits 32 bits (else false).
@@ -107,7 +108,10 @@ bool byte_rows(const HeadView& v, int64_t HV, ByteRows* r) {
   return true;
 }
 bool norm_rows(const NormProblem& p, bool fp8, NormRows* r) {
-  r->weight = p.weight;
+  const int64_t wb = dtype_bytes(p.weight.dt);
+  if (p.weight.s != 1 || reinterpret_cast<uintptr_t>(p.weight.p) % (4 * wb) != 0) return false;
+  r->weight = p.weight.p;
+  r->weight_f32 = p.weight.dt == GDN_DTYPE_F32;
   r->scales = fp8 ? reinterpret_cast<float*>(p.scales.p) : nullptr;
   r->sc_ts = fp8 ? uint64_t(p.scales.s_row) : 0;
   r->sc_cs = fp8 ? uint32_t(p.scales.s_col) : 0;
@@ -137,9 +141,19 @@ __global__ void __launch_bounds__(kThreads) norm_rows_kernel(const GDN_GRID_CONS
   const int lane = threadIdx.x % kRowLanes;
   const uint32_t worker = (blockIdx.x * kGroups + threadIdx.x / kLanes) * 2 + (threadIdx.x % kLanes) / kRowLanes;
   const uint32_t workers = gridDim.x * kGroups * 2, rows = p.rows;
-  float w[SPANS][kPer];
+  float w[SPANS][kPer];  // vector loads: the weight is contiguous and aligned (norm_rows)
 #pragma unroll
-  for (int s = 0; s < SPANS; ++s) p.weight.load_n(s * 128 + lane * kPer, w[s]);
+  for (int s = 0; s < SPANS; ++s)
+#pragma unroll
+    for (int q = 0; q < kPer; q += 4) {
+      float a[4];
+      if (p.weight_f32)
+        Vec4<GDN_DTYPE_F32>::load(p.weight, s * 128 + lane * kPer + q, a);
+      else
+        Vec4<ACT>::load(p.weight, s * 128 + lane * kPer + q, a);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) w[s][q + e] = a[e];
+    }
   const float fmax = FP8 ? fp8_max(OUT) : 0.0f;
   const int gshift = FP8 ? __ffs(p.group) - 1 : 0;  // the group divides 128: a power of two
   constexpr uint32_t kV = 128 * SPANS;
@@ -232,8 +246,8 @@ void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
 }  // namespace
 
 // The fast path's conditions: V = 128 * SPANS (SPANS <= 2), FP8 groups of 8..128 dividing 128,
-// every head row of x, z and out 4-element aligned (vector accesses), and the compact parameters'
-// 32-bit offsets enough (norm_rows).
+// every head row of x, z and out 4-element aligned (vector accesses), the weight contiguous and
+// 4-element aligned, and the compact parameters' 32-bit offsets enough (norm_rows).
 bool norm_rows_fast_path(const NormProblem& p, bool fp8) {
   if (p.d.V % 128 != 0 || p.d.V > 256) return false;
   if (fp8 && (p.group < 8 || 128 % p.group != 0)) return false;

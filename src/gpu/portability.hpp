@@ -149,12 +149,16 @@ __device__ __forceinline__ float fast_exp2(float x) {
 
 // silu through the hardware exp2 and reciprocal (a few ulp from z / (1 + expf(-z)); exact
 // where the sigmoid rounds to 1). For z -> -inf, exp overflows and the reciprocal gives 0. On
-// NVIDIA e^-z is __expf's own product with log2(e) through ex2.approx.ftz, without __expf's four
-// denormal fix-up instructions: the same bits, since where the two differ (e^-z < 2^-126)
-// 1 + e^-z rounds to 1 either way.
+// NVIDIA: e^-z is __expf's own product with log2(e) through ex2.approx.ftz, without __expf's four
+// denormal fix-up instructions, and 1 / (1 + e^-z) is rcp.approx.ftz, without __fdividef's range
+// fix-ups -- the same bits as the portable form (tests/cvt_check.cu compares all 2^32 floats):
+// where the exps differ (e^-z < 2^-126) 1 + e^-z rounds to 1 either way, and where the
+// reciprocals would (1 + e^-z >= 2^126) both give 0.
 __device__ __forceinline__ float fast_silu(float z) {
 #if defined(__CUDA_ARCH__) && !defined(__HIPCC__)
-  return z * __fdividef(1.0f, 1.0f + fast_exp2(z * -1.4426950408889634f));
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.0f + fast_exp2(z * -1.4426950408889634f)));
+  return z * r;
 #else
   return z * __fdividef(1.0f, 1.0f + __expf(-z));
 #endif
