@@ -141,8 +141,19 @@ __global__ void __launch_bounds__(kThreads) norm_rows_kernel(const GDN_GRID_CONS
   const int lane = threadIdx.x % kRowLanes;
   const uint32_t worker = (blockIdx.x * kGroups + threadIdx.x / kLanes) * 2 + (threadIdx.x % kLanes) / kRowLanes;
   const uint32_t workers = gridDim.x * kGroups * 2, rows = p.rows;
-  float w[SPANS][kPer] = {};
-  bool have_w = false;
+  float w[SPANS][kPer];  // vector loads: the weight is contiguous and aligned (norm_rows)
+#pragma unroll
+  for (int s = 0; s < SPANS; ++s)
+#pragma unroll
+    for (int q = 0; q < kPer; q += 4) {
+      float a[4];
+      if (p.weight_f32)
+        Vec4<GDN_DTYPE_F32>::load(p.weight, s * 128 + lane * kPer + q, a);
+      else
+        Vec4<ACT>::load(p.weight, s * 128 + lane * kPer + q, a);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) w[s][q + e] = a[e];
+    }
   const float fmax = FP8 ? fp8_max(OUT) : 0.0f;
   const int gshift = FP8 ? __ffs(p.group) - 1 : 0;  // the group divides 128: a power of two
   constexpr uint32_t kV = 128 * SPANS;
@@ -174,24 +185,6 @@ __global__ void __launch_bounds__(kThreads) norm_rows_kernel(const GDN_GRID_CONS
 #pragma unroll
           for (int c = 0; c < kPer; ++c) xs[u][s][c] = zs[u][s][c] = 0.0f;
       }
-    }
-    // The weight by vector loads (contiguous and aligned: norm_rows), after the first rows' x / z
-    // loads: a conversion of the weight (or, predicated off, one sharing its load's scoreboard)
-    // waits for it, and before the row loads that wait was a whole memory trip of its own.
-    if (!have_w) {
-#pragma unroll
-      for (int s = 0; s < SPANS; ++s)
-#pragma unroll
-        for (int q = 0; q < kPer; q += 4) {
-          float a[4];
-          if (p.weight_f32)
-            Vec4<GDN_DTYPE_F32>::load(p.weight, s * 128 + lane * kPer + q, a);
-          else
-            Vec4<ACT>::load(p.weight, s * 128 + lane * kPer + q, a);
-#pragma unroll
-          for (int e = 0; e < 4; ++e) w[s][q + e] = a[e];
-        }
-      have_w = true;
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
