@@ -461,8 +461,10 @@ struct Bench {
         double(x.bytes + out.bytes + w.bytes) + 2.0 * double(B * C * 3 * 2) + 4.0 * double(B));
   }
 
-  void norm_fp8(int64_t T) {
-    Buffer x(GDN_DTYPE_BF16, {T, HV, V}), z(GDN_DTYPE_BF16, {T, HV, V}), w(GDN_DTYPE_F32, {V});
+  // weight_dt: the norm weight's dtype, fp32 (row "norm_fp8") or bf16 as checkpoints store it
+  // ("norm_fp8_bf16w").
+  void norm_fp8(int64_t T, gdn_dtype weight_dt = GDN_DTYPE_F32) {
+    Buffer x(GDN_DTYPE_BF16, {T, HV, V}), z(GDN_DTYPE_BF16, {T, HV, V}), w(weight_dt, {V});
     Buffer q8(GDN_DTYPE_F8_E4M3FN, {T, HV, V}), sc(GDN_DTYPE_F32, {T, HV * V / 128});
     size_t ws_bytes = 0;
     CHECK(gdn_norm_gated_workspace_size(layer, T, &ws_bytes));
@@ -472,7 +474,8 @@ struct Bench {
     a.x = x.view(), a.z = z.view(), a.weight = w.view(), a.out = q8.view(), a.scales = sc.view();
     const double t =
         time_calls(4, [&](int, void* stream) { CHECK(gdn_norm_gated_fp8_quant(layer, &a, ws.ptr, ws.bytes, stream)); });
-    add("norm_fp8", "T=" + std::to_string(T), t, double(x.bytes + z.bytes + w.bytes + q8.bytes + sc.bytes));
+    add(weight_dt == GDN_DTYPE_F32 ? "norm_fp8" : "norm_fp8_bf16w", "T=" + std::to_string(T), t,
+        double(x.bytes + z.bytes + w.bytes + q8.bytes + sc.bytes));
   }
 
   // bf16: the layer with GDN_PRECISION_BF16 prefill products (row "prefill_bf16p").
@@ -650,6 +653,8 @@ int main(int argc, char** argv) {
     for (int64_t B : sizes({1, 8, 32, 128, 512}, {1, 32, 128})) bench.conv_update(B);
   if (want("norm_fp8"))
     for (int64_t T : sizes({1, 32, 128, 1024, 8192}, {1, 128, 1024})) bench.norm_fp8(T);
+  if (want("norm_fp8_bf16w"))
+    for (int64_t T : sizes({1, 128, 1024}, {1, 128})) bench.norm_fp8(T, GDN_DTYPE_BF16);
   for (bool bf16 : {false, true}) {
     if (!want(bf16 ? "prefill_bf16p" : "prefill")) {
     } else if (only_size > 0) {
