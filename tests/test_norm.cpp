@@ -89,10 +89,9 @@ void PrintTo(const NormParam&, std::ostream* os) { *os << "(see name)"; }
 
 class Norm : public ::testing::TestWithParam<NormParam> {};
 
-// Token counts: on 3 simulated SMs (scripts/test's second run: a wave of 24 blocks of 32 rows) the
-// GPU fast path takes both of its shapes -- one row a worker (8 lanes) up to 768 rows, two rows a
-// worker beyond -- among these at HV = 4 (148 / 240 / 404 / 1040 rows; HV = 2: 74 / 120 / 202 / 520,
-// one row a worker); on 132, one row a worker.
+// Token counts: on 3 simulated SMs (scripts/test's second run) the GPU fast path takes both of its
+// shapes -- one row a 16-lane worker, two rows a worker -- for V = 128 and 256 among these
+// (HV = 4: 148 / 240 / 404 / 1040 rows; HV = 2: 74 / 120 / 202 / 520); on 132, one row a worker.
 constexpr int64_t kNormTokens[] = {37, 60, 101, 260};
 
 TEST_P(Norm, GatedMatchesOracle) {

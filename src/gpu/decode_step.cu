@@ -141,16 +141,16 @@ __global__ void __launch_bounds__(kHThreads, 2) decode_step_head_kernel(ConvProb
   if (t < 32) {  // the head's norm: lanes 0..15 (16..31 compute on zeros, store nothing)
     const int lane = t % 16;
     const bool mine = t < 16;
-    float xs[1][1][8], zs[1][1][8], nw[1][1][8];
+    float xs[1][8], zs[1][8], nw[1][8];
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
       const int j = lane * 8 + e;
-      xs[0][0][e] = mine ? o_s[j] : 0.0f, zs[0][0][e] = mine ? z_s[j] : 0.0f, nw[0][0][e] = mine ? nw_s[j] : 0.0f;
+      xs[0][e] = mine ? o_s[j] : 0.0f, zs[0][e] = mine ? z_s[j] : 0.0f, nw[0][e] = mine ? nw_s[j] : 0.0f;
     }
     const int gs = int(pn.group);
     float* scales = FP8 && mine ? reinterpret_cast<float*>(pn.scales.at(b, h * pn.d.V / gs)) : nullptr;
-    norm_row<OUT, FP8, 1, 1>(xs, zs, nw, pn.eps, FP8 ? fp8_max(OUT) : 0.0f, gs, lane, scales, pn.scales.s_col,
-                             mine ? pn.out.at(b, 0, h) : nullptr);
+    norm_row16<OUT, FP8, 1>(xs, zs, nw, pn.eps, FP8 ? fp8_max(OUT) : 0.0f, gs, lane, scales, pn.scales.s_col,
+                            mine ? pn.out.at(b, 0, h) : nullptr);
   }
   if (slot >= 0) StateIO<ST>::store_rows(pd, slot, h, ty, j0, s);
   if (convolve)

@@ -124,34 +124,44 @@ bool norm_rows(const NormProblem& p, bool fp8, NormRows* r) {
   return byte_rows(p.x, p.d.HV, &r->x) && byte_rows(p.z, p.d.HV, &r->z) && byte_rows(p.out, p.d.HV, &r->out);
 }
 
-// Fast path for V = 128 * SPANS (and, for FP8, a group of 8..128 columns dividing 128): 16 / VL
-// lanes per (token, head) row, each lane holding VL blocks of 8 consecutive columns of every
-// 128-column span in registers (norm_row: the same bits for every VL); the RMS sum and each group's
-// amax are shuffle reductions inside the row's lanes, codes leave as 8-byte stores, weights are
-// loaded once per thread. No shared memory, no barriers; each row group of lanes takes U rows at a
-// time (all loaded before any is used) and strides over all T * HV rows.
-// U = 1 when one wave of blocks has a row group for every row (small T: the shortest chain a
+// Fast path for V = 128 * SPANS (and, for FP8, a group of 8..128 columns dividing 128): half a
+// 32-lane subgroup (16 lanes) per (token, head) row, each lane holding 8 consecutive columns of
+// every 128-column span in registers; the RMS sum and each group's amax are shuffle reductions
+// inside the 16 lanes, codes leave as 8-byte stores, weights are loaded once per thread. No shared
+// memory, no barriers; each half-subgroup takes U rows at a time (all loaded before any is used)
+// and strides over all T * HV rows.
+// U = 1 when one wave of blocks has a half-subgroup for every row (small T: the shortest chain a
 // thread), else 2 (more loads in flight a thread).
-template <int32_t ACT, int32_t OUT, bool FP8, int SPANS, int VL, int U>
+template <int32_t ACT, int32_t OUT, bool FP8, int SPANS, int U>
 __global__ void __launch_bounds__(kThreads) norm_rows_kernel(const GDN_GRID_CONST NormRows p) {
   const uint32_t pw = prefetch_params(p);
   pdl_wait();  // launched with launch_pdl: inputs may come from the previous kernel
   sink_params(pw);
-  constexpr int kRowLanes = 16 / VL, kPer = 8, kRowsWarp = kLanes / kRowLanes;
+  constexpr int kRowLanes = 16, kPer = 8;
   const int lane = threadIdx.x % kRowLanes;
-  const uint32_t worker = (blockIdx.x * kGroups + threadIdx.x / kLanes) * kRowsWarp + (threadIdx.x % kLanes) / kRowLanes;
-  const uint32_t workers = gridDim.x * kGroups * kRowsWarp, rows = p.rows;
-  auto col = [&](int s, int v) { return s * 128 + (lane + v * kRowLanes) * kPer; };  // block v's first column
-  float w[SPANS][VL][kPer] = {};
-  bool have_w = false;
+  const uint32_t worker = (blockIdx.x * kGroups + threadIdx.x / kLanes) * 2 + (threadIdx.x % kLanes) / kRowLanes;
+  const uint32_t workers = gridDim.x * kGroups * 2, rows = p.rows;
+  float w[SPANS][kPer];  // vector loads: the weight is contiguous and aligned (norm_rows)
+#pragma unroll
+  for (int s = 0; s < SPANS; ++s)
+#pragma unroll
+    for (int q = 0; q < kPer; q += 4) {
+      float a[4];
+      if (p.weight_f32)
+        Vec4<GDN_DTYPE_F32>::load(p.weight, s * 128 + lane * kPer + q, a);
+      else
+        Vec4<ACT>::load(p.weight, s * 128 + lane * kPer + q, a);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) w[s][q + e] = a[e];
+    }
   const float fmax = FP8 ? fp8_max(OUT) : 0.0f;
   const int gshift = FP8 ? __ffs(p.group) - 1 : 0;  // the group divides 128: a power of two
   constexpr uint32_t kV = 128 * SPANS;
-  // Rows are visited in the same order by all row groups of a subgroup, so the loop trip count is
-  // uniform over the subgroup (shuffles need all 32 lanes); a group past the end computes on zeros.
-  const uint32_t padded = (rows + kRowsWarp - 1) / kRowsWarp * kRowsWarp;
-  for (uint32_t r0 = worker; r0 - worker % kRowsWarp < padded; r0 += U * workers) {
-    float xs[U][SPANS][VL][kPer], zs[U][SPANS][VL][kPer];
+  // Rows are visited in the same order by both halves of a subgroup, so the loop trip count is
+  // uniform over the subgroup (shuffles need all 32 lanes); a half past the end computes on zeros.
+  const uint32_t pairs = (rows + 1) / 2 * 2;
+  for (uint32_t r0 = worker; r0 - worker % 2 < pairs; r0 += U * workers) {
+    float xs[U][SPANS][kPer], zs[U][SPANS][kPer];
     uint32_t ts[U], hs[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -162,50 +172,26 @@ __global__ void __launch_bounds__(kThreads) norm_rows_kernel(const GDN_GRID_CONS
 #pragma unroll
         for (int s = 0; s < SPANS; ++s)
 #pragma unroll
-          for (int v = 0; v < VL; ++v)
+          for (int q = 0; q < kPer; q += 4) {
+            float a[4], c[4];
+            Vec4<ACT>::load(x, s * 128 + lane * kPer + q, a);
+            Vec4<ACT>::load(z, s * 128 + lane * kPer + q, c);
 #pragma unroll
-            for (int q = 0; q < kPer; q += 4) {
-              float a[4], c[4];
-              Vec4<ACT>::load(x, col(s, v) + q, a);
-              Vec4<ACT>::load(z, col(s, v) + q, c);
-#pragma unroll
-              for (int e = 0; e < 4; ++e) xs[u][s][v][q + e] = a[e], zs[u][s][v][q + e] = c[e];
-            }
+            for (int e = 0; e < 4; ++e) xs[u][s][q + e] = a[e], zs[u][s][q + e] = c[e];
+          }
       } else {
 #pragma unroll
         for (int s = 0; s < SPANS; ++s)
 #pragma unroll
-          for (int v = 0; v < VL; ++v)
-#pragma unroll
-            for (int c = 0; c < kPer; ++c) xs[u][s][v][c] = zs[u][s][v][c] = 0.0f;
+          for (int c = 0; c < kPer; ++c) xs[u][s][c] = zs[u][s][c] = 0.0f;
       }
-    }
-    // The weight by vector loads (contiguous and aligned: norm_rows), after the first rows' x / z
-    // loads: a conversion of the weight (or, predicated off, one sharing its load's scoreboard)
-    // waits for it, and before the row loads that wait was a whole memory trip of its own.
-    if (!have_w) {
-#pragma unroll
-      for (int s = 0; s < SPANS; ++s)
-#pragma unroll
-        for (int v = 0; v < VL; ++v)
-#pragma unroll
-          for (int q = 0; q < kPer; q += 4) {
-            float a[4];
-            if (p.weight_f32)
-              Vec4<GDN_DTYPE_F32>::load(p.weight, col(s, v) + q, a);
-            else
-              Vec4<ACT>::load(p.weight, col(s, v) + q, a);
-#pragma unroll
-            for (int e = 0; e < 4; ++e) w[s][v][q + e] = a[e];
-          }
-      have_w = true;
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const bool mine = r0 + u * workers < rows;
       float* sc = FP8 ? p.scales + ts[u] * p.sc_ts + uint64_t((hs[u] * kV) >> gshift) * p.sc_cs : nullptr;
-      norm_row<OUT, FP8, SPANS, VL>(xs[u], zs[u], w, p.eps, fmax, p.group, lane, sc, p.sc_cs,
-                                    mine ? p.out.row(ts[u], hs[u]) : nullptr);
+      norm_row16<OUT, FP8, SPANS>(xs[u], zs[u], w, p.eps, fmax, p.group, lane, sc, p.sc_cs,
+                                  mine ? p.out.row(ts[u], hs[u]) : nullptr);
     }
   }
 }
@@ -229,23 +215,20 @@ void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
     norm_rows(p, FP8, &rp);  // fits: checked by norm_rows_fast_path
     const int64_t rows = rp.rows;  // T * HV < 2^31 (checked above)
     // One wave of resident blocks (or fewer when the rows run out), striding over the rows; one
-    // row a row group of lanes when that wave covers them all.
-    auto run = [&](auto kernel, int rows_block, int u) {
+    // row a half-subgroup when that wave covers them all.
+    auto run = [&](auto kernel, int u) {
       int per_sm = 0;
       check(gpuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0), "norm occupancy");
       const int64_t wave = int64_t(std::max(per_sm, 1)) * dev.sm_count;
-      if (u == 1 && rows > wave * rows_block) return false;
-      const unsigned grid = unsigned(std::min<int64_t>(ceil_div(rows, rows_block * u), wave));
+      if (u == 1 && rows > wave * kGroups * 2) return false;
+      const unsigned grid = unsigned(std::min<int64_t>(ceil_div(rows, kGroups * 2 * u), wave));
       launch_pdl(dev.pdl(), kernel, grid, kThreads, 0, stream, rp);
       return true;
     };
-    // VL blocks of 8 columns a lane: 16 / VL lanes a row, kThreads * VL / 16 rows a block.
-    constexpr int VL = 2, kRowsBlock = kThreads * VL / 16;
     if (p.d.V == 128) {
-      if (!run(norm_rows_kernel<ACT, OUT, FP8, 1, VL, 1>, kRowsBlock, 1))
-        run(norm_rows_kernel<ACT, OUT, FP8, 1, VL, 2>, kRowsBlock, 2);
-    } else if (!run(norm_rows_kernel<ACT, OUT, FP8, 2, VL, 1>, kRowsBlock, 1)) {
-      run(norm_rows_kernel<ACT, OUT, FP8, 2, VL, 2>, kRowsBlock, 2);
+      if (!run(norm_rows_kernel<ACT, OUT, FP8, 1, 1>, 1)) run(norm_rows_kernel<ACT, OUT, FP8, 1, 2>, 2);
+    } else if (!run(norm_rows_kernel<ACT, OUT, FP8, 2, 1>, 1)) {
+      run(norm_rows_kernel<ACT, OUT, FP8, 2, 2>, 2);
     }
     check_launch("norm_rows_kernel");
     return;
