@@ -20,7 +20,7 @@ __global__ void compare(unsigned long long* bad, uint32_t* example, uint32_t bas
       atomicAdd(bad + i, 1ull);
       example[i] = u;
     }
-  const float silu = gdn::gpu::fast_silu(x), ref = x * __fdividef(1.0f, 1.0f + __expf(-x));
+  const float silu = gdn::gpu::fast_silu(x), ref = gdn::gpu::silu_expf(x);
   if (__float_as_uint(silu) != __float_as_uint(ref) && !(silu != silu && ref != ref)) {
     atomicAdd(bad + 2, 1ull);
     example[2] = u;

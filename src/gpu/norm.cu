@@ -108,8 +108,7 @@ bool byte_rows(const HeadView& v, int64_t HV, ByteRows* r) {
   return true;
 }
 bool norm_rows(const NormProblem& p, bool fp8, NormRows* r) {
-  const int64_t wb = dtype_bytes(p.weight.dt);
-  if (p.weight.s != 1 || reinterpret_cast<uintptr_t>(p.weight.p) % (4 * wb) != 0) return false;
+  if (!vec_contiguous_aligned(p.weight, 4)) return false;
   r->weight = p.weight.p;
   r->weight_f32 = p.weight.dt == GDN_DTYPE_F32;
   r->scales = fp8 ? reinterpret_cast<float*>(p.scales.p) : nullptr;

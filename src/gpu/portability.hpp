@@ -147,6 +147,10 @@ __device__ __forceinline__ float fast_exp2(float x) {
 #endif
 }
 
+// silu's portable fast form: __expf and __fdividef (what fast_silu computes off NVIDIA, and the
+// form tests/cvt_check.cu holds fast_silu to on NVIDIA).
+__device__ __forceinline__ float silu_expf(float z) { return z * __fdividef(1.0f, 1.0f + __expf(-z)); }
+
 // silu through the hardware exp2 and reciprocal (a few ulp from z / (1 + expf(-z)); exact
 // where the sigmoid rounds to 1). For z -> -inf, exp overflows and the reciprocal gives 0. On
 // NVIDIA: e^-z is __expf's own product with log2(e) through ex2.approx.ftz, without __expf's four
@@ -160,7 +164,7 @@ __device__ __forceinline__ float fast_silu(float z) {
   asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.0f + fast_exp2(z * -1.4426950408889634f)));
   return z * r;
 #else
-  return z * __fdividef(1.0f, 1.0f + __expf(-z));
+  return silu_expf(z);
 #endif
 }
 

@@ -172,6 +172,10 @@ inline bool state_rows_aligned(const StateView& v, int64_t n) {
   return reinterpret_cast<uintptr_t>(v.p) % (n * dtype_bytes(v.dt)) == 0 && v.s_k % n == 0 && v.s_h % n == 0 &&
          v.s_slot % n == 0;
 }
+// v is contiguous and starts on a multiple of n elements (n-element vector loads from its start).
+inline bool vec_contiguous_aligned(const VecView& v, int64_t n) {
+  return v.s == 1 && reinterpret_cast<uintptr_t>(v.p) % (n * dtype_bytes(v.dt)) == 0;
+}
 
 template <int32_t DT>
 using Tag = std::integral_constant<int32_t, DT>;
