@@ -23,9 +23,11 @@ struct NormCase {
     z.fill_uniform(rng, -4, 4);
     weight = Buf(GDN_DTYPE_F32, {V});
     weight.fill_uniform(rng, 0.5, 1.5);
-    weight2 = Buf(GDN_DTYPE_F32, {V, 2});  // strided_w: the weight as every other float (stride 2)
-    weight2.poison();
-    for (int64_t j = 0; j < V; ++j) weight2.set(2 * j, weight.get(j));
+    if (strided_w) {  // the weight as every other float (stride 2), the floats between poisoned
+      weight2 = Buf(GDN_DTYPE_F32, {V, 2});
+      weight2.poison();
+      for (int64_t j = 0; j < V; ++j) weight2.set(2 * j, weight.get(j));
+    }
     out = Buf(out_dt, {T, HV, V});
     out.poison();
     scales = Buf(GDN_DTYPE_F32, {HV * V / c.fp8_group_size, T});  // column-major [T, G] storage
