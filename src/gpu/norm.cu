@@ -107,7 +107,15 @@ bool byte_rows(const HeadView& v, int64_t HV, ByteRows* r) {
   *r = ByteRows{v.p, uint64_t(ts), uint32_t(gs), uint32_t(is), v.r};
   return true;
 }
+// The fast path's conditions, filling r's parameters where they hold: V = 128 * SPANS
+// (SPANS <= 2), FP8 groups of 8..128 dividing 128, every head row of x, z and out 4-element
+// aligned (vector accesses), the weight contiguous and 4-element aligned, and the compact
+// parameters' 32-bit offsets enough.
 bool norm_rows(const NormProblem& p, bool fp8, NormRows* r) {
+  if (p.d.V % 128 != 0 || p.d.V > 256) return false;
+  if (fp8 && (p.group < 8 || 128 % p.group != 0)) return false;
+  if (p.T * p.d.HV >= (int64_t(1) << 31)) return false;
+  if (!head_rows_aligned(p.x, 4) || !head_rows_aligned(p.z, 4) || !head_rows_aligned(p.out, 4)) return false;
   if (!vec_contiguous_aligned(p.weight, 4)) return false;
   r->weight = p.weight.p;
   r->weight_f32 = p.weight.dt == GDN_DTYPE_F32;
@@ -209,10 +217,9 @@ int heads_per_block(const NormProblem& p, bool fp8) {
 
 template <int32_t ACT, int32_t OUT, bool FP8>
 void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
-  if (norm_rows_fast_path(p, FP8)) {
-    NormRows rp;
-    norm_rows(p, FP8, &rp);  // fits: checked by norm_rows_fast_path
-    const int64_t rows = rp.rows;  // T * HV < 2^31 (checked above)
+  NormRows rp;
+  if (norm_rows(p, FP8, &rp)) {
+    const int64_t rows = rp.rows;  // T * HV < 2^31 (checked by norm_rows)
     // One wave of resident blocks (or fewer when the rows run out), striding over the rows; one
     // row a half-subgroup when that wave covers them all.
     auto run = [&](auto kernel, int u) {
@@ -244,16 +251,9 @@ void launch(const Device& dev, const NormProblem& p, gpuStream_t stream) {
 
 }  // namespace
 
-// The fast path's conditions: V = 128 * SPANS (SPANS <= 2), FP8 groups of 8..128 dividing 128,
-// every head row of x, z and out 4-element aligned (vector accesses), the weight contiguous and
-// 4-element aligned, and the compact parameters' 32-bit offsets enough (norm_rows).
 bool norm_rows_fast_path(const NormProblem& p, bool fp8) {
-  if (p.d.V % 128 != 0 || p.d.V > 256) return false;
-  if (fp8 && (p.group < 8 || 128 % p.group != 0)) return false;
-  if (p.T * p.d.HV >= (int64_t(1) << 31)) return false;
   NormRows unused;
-  return head_rows_aligned(p.x, 4) && head_rows_aligned(p.z, 4) && head_rows_aligned(p.out, 4) &&
-         norm_rows(p, fp8, &unused);
+  return norm_rows(p, fp8, &unused);
 }
 
 void norm_gated(const Device& dev, const NormProblem& p, bool fp8, void* stream) {
