@@ -286,6 +286,19 @@ struct Bench {
     add("launch", "norm_fp8's memory at T=128", time_calls(4, [&](int, void* s) {
           CU(launch_floor_call(LaunchFloorKind::kNormRows, pdl, nullptr, norm_src.ptr, norm_dst.ptr, cudaStream_t(s)));
         }), double(norm_in + norm_out));
+    // What the prefill state kernels copy from the L2 at T = 16384, without their arithmetic; the
+    // bytes column: what lands in shared memory in all.
+    if (major >= 9) {
+      const int64_t feed_in = launch_floor_feed_input_bytes();
+      Workspace feed{size_t(feed_in)};
+      CU(cudaMemset(feed.ptr, 0, size_t(feed_in)));
+      add("launch", "state feed, T=16384", time_calls(1, [&](int, void* s) {
+            CU(launch_floor_call(LaunchFloorKind::kStateFeed, pdl, nullptr, feed.ptr, nullptr, cudaStream_t(s)));
+          }), double(launch_floor_feed_bytes(false)));
+      add("launch", "the same, shared rows' share", time_calls(1, [&](int, void* s) {
+            CU(launch_floor_call(LaunchFloorKind::kStateFeedShare, pdl, nullptr, feed.ptr, nullptr, cudaStream_t(s)));
+          }), double(launch_floor_feed_bytes(true)));
+    }
   }
 #endif
 

@@ -22,6 +22,14 @@
 //          256 threads): 8 bf16 of x and of z a lane (two 8-byte loads each), 8 fp8 codes out (two
 //          4-byte stores) and a 4-byte scale a row. The same buffers every call, as the norm_fp8
 //          rows of gdn_bench (so from the L2).
+//   state feed: what the tensor-core prefill state kernels copy from the L2 into shared memory at
+//          T = 16384 (HK = 16, HV = 32, K = V = 128, bf16 products), without their arithmetic:
+//          128 blocks (value head x 32-column tile), each walking 256 chunks of 64 tokens and
+//          copying a chunk's q and k rows (its key head's: 8 blocks read the same), Tb and Pm rows
+//          (hi halves, bf16: 4 blocks the same) and its v columns by 64 threads' 16-byte cp.async
+//          into a double buffer, then waiting for them and a block barrier (52 KB a block and chunk).
+//          SHARE: each block copies only its share of the rows 8 (q, k) or 4 (Tb, Pm) blocks have
+//          in common -- the L2 traffic a cluster multicast would leave (6.5 KB + v).
 // No op of libgdn can beat "chain" at small sizes; time / floor there says more against it than
 // against the bytes floor.
 #include <cuda_runtime.h>
@@ -142,6 +150,59 @@ __global__ void norm_rows_kernel(const uint2* x, const uint2* z, uint32_t* out, 
   if (lane == 0) scales[row] = __uint_as_float(x0.x & 0x3fffffffu);
 }
 
+constexpr int kFeedT = 16384, kFeedHK = 16, kFeedHV = 32, kFeedBT = 64, kFeedThreads = 64;
+constexpr int64_t kFeedQK = int64_t(kFeedT) * kFeedHK * 128 * 2, kFeedMats = int64_t(kFeedT) * kFeedHV * 512,
+                  kFeedV = int64_t(kFeedT) * kFeedHV * 128 * 2;
+constexpr int kFeedSmem = 2 * (2 * kFeedBT * 256 + 2 * kFeedBT * 128 + kFeedBT * 64);
+
+__device__ __forceinline__ void feed_copy(char* smem, const char* gmem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(uint32_t(__cvta_generic_to_shared(smem))),
+               "l"(gmem)
+               : "memory");
+#endif
+}
+
+template <bool SHARE>
+__global__ void __launch_bounds__(kFeedThreads) state_feed_kernel(const char* in) {
+  wait_previous();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  extern __shared__ __align__(128) char feed_sm[];
+  const int h = blockIdx.x / 4, tile = blockIdx.x % 4, hk = h / 2, t = threadIdx.x;
+  const int qk_share = SHARE ? 8 : 1, mat_share = SHARE ? 4 : 1;  // rows a block copies: 1 / share
+  const int qk_part = (h % 2) * 4 + tile, mat_part = tile;
+  const char *q = in, *k = in + kFeedQK, *mats = in + 2 * kFeedQK, *v = in + 2 * kFeedQK + kFeedMats;
+  for (int c = 0; c < kFeedT / kFeedBT; ++c) {
+    char* buf = feed_sm + (c % 2) * (kFeedSmem / 2);
+    const int64_t t0 = int64_t(c) * kFeedBT;
+    // q and k: 64 rows x 16 pieces; a block's share: rows r with r % share == part.
+    for (int e = t; e < kFeedBT * 16; e += kFeedThreads) {
+      const int r = e / 16, x = e % 16;
+      if (r % qk_share != qk_part % qk_share) continue;
+      const int64_t row = ((t0 + r) * kFeedHK + hk) * 256 + 16 * x;
+      feed_copy(buf + e * 16, q + row);
+      feed_copy(buf + kFeedBT * 256 + e * 16, k + row);
+    }
+    // Tb and Pm hi halves: 64 rows x 8 pieces each.
+    for (int e = t; e < kFeedBT * 8; e += kFeedThreads) {
+      const int r = e / 8, x = e % 8;
+      if (r % mat_share != mat_part % mat_share) continue;
+      const int64_t row = ((t0 + r) * kFeedHV + h) * 512 + 16 * x;
+      feed_copy(buf + 2 * kFeedBT * 256 + e * 16, mats + row);
+      feed_copy(buf + 2 * kFeedBT * 256 + kFeedBT * 128 + e * 16, mats + row + 256);
+    }
+    // v: 64 rows x 4 pieces of the block's 32 columns.
+    for (int e = t; e < kFeedBT * 4; e += kFeedThreads) {
+      const int r = e / 4, x = e % 4;
+      feed_copy(buf + 2 * kFeedBT * 256 + 2 * kFeedBT * 128 + e * 16,
+                v + ((t0 + r) * kFeedHV + h) * 256 + tile * 64 + 16 * x);
+    }
+    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+    __syncthreads();
+  }
+#endif
+}
+
 template <class... KArgs, class... Args>
 cudaError_t launch(bool pdl, unsigned cluster, void (*kernel)(KArgs...), unsigned grid, unsigned block, cudaStream_t s,
                    Args... args) {
@@ -163,6 +224,12 @@ cudaError_t launch(bool pdl, unsigned cluster, void (*kernel)(KArgs...), unsigne
 }
 
 }  // namespace
+
+int64_t launch_floor_feed_input_bytes() { return 2 * kFeedQK + kFeedMats + kFeedV; }
+int64_t launch_floor_feed_bytes(bool share) {  // what the blocks copy into shared memory in all
+  const int64_t per_chunk = share ? 2 * kFeedBT / 8 * 256 + 2 * kFeedBT / 4 * 128 + kFeedBT * 64 : kFeedSmem / 2;
+  return per_chunk * 128 * (kFeedT / kFeedBT);
+}
 
 int64_t launch_floor_chain_bytes_per_call() { return int64_t(kLaunchFloorChainThreads) * 16; }
 int64_t launch_floor_tile_set_bytes() { return int64_t(kLaunchFloorTileBlocks) * 128 * 32 * 4; }
@@ -195,6 +262,30 @@ cudaError_t launch_floor_call(LaunchFloorKind kind, bool pdl, const int32_t* ind
       auto codes = static_cast<uint32_t*>(out);
       return launch(pdl, 1, norm_rows_kernel, kLaunchFloorNormRows / 16, 256, stream, x, x + words, codes,
                     reinterpret_cast<float*>(codes + words));
+    }
+    case LaunchFloorKind::kStateFeed:
+    case LaunchFloorKind::kStateFeedShare: {
+      const bool share = kind == LaunchFloorKind::kStateFeedShare;
+      auto kernel = share ? state_feed_kernel<true> : state_feed_kernel<false>;
+      static bool smem_set[2] = {false, false};  // once, before any graph capture (the eager warm-up)
+      if (!smem_set[share]) {
+        const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kFeedSmem);
+        if (e != cudaSuccess) return e;
+        smem_set[share] = true;
+      }
+      cudaLaunchAttribute attr[1];
+      cudaLaunchConfig_t cfg = {};
+      cfg.attrs = attr;
+      if (pdl) {
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.numAttrs = 1;
+      }
+      cfg.gridDim = dim3(128);
+      cfg.blockDim = dim3(kFeedThreads);
+      cfg.dynamicSmemBytes = kFeedSmem;
+      cfg.stream = stream;
+      return cudaLaunchKernelEx(&cfg, kernel, static_cast<const char*>(in));
     }
     default: return launch(pdl, 8, chain_kernel<true>, blocks, 128, stream, index, src, dst);
   }
