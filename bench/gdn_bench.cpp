@@ -298,6 +298,9 @@ struct Bench {
       add("launch", "the same, shared rows' share", time_calls(1, [&](int, void* s) {
             CU(launch_floor_call(LaunchFloorKind::kStateFeedShare, pdl, nullptr, feed.ptr, nullptr, cudaStream_t(s)));
           }), double(launch_floor_feed_bytes(true)));
+      add("launch", "the same, by cluster multicast", time_calls(1, [&](int, void* s) {
+            CU(launch_floor_call(LaunchFloorKind::kStateFeedMulticast, pdl, nullptr, feed.ptr, nullptr, cudaStream_t(s)));
+          }), double(launch_floor_feed_bytes(false)));
     }
   }
 #endif

@@ -30,6 +30,12 @@
 //          into a double buffer, then waiting for them and a block barrier (52 KB a block and chunk).
 //          SHARE: each block copies only its share of the rows 8 (q, k) or 4 (Tb, Pm) blocks have
 //          in common -- the L2 traffic a cluster multicast would leave (6.5 KB + v).
+//   state feed by multicast: the same 52 KB a block and chunk landing in shared memory, in
+//          clusters of a key head's 8 blocks: each block's one warp issues its share of the common
+//          rows as bulk copies multicast to the blocks that need them (q / k to all 8, Tb / Pm to
+//          the value head's 4) and its own v rows, completion on an mbarrier a buffer, and a
+//          cluster barrier a chunk before a buffer is refilled (what a state kernel fed this way
+//          would pay at least).
 // No op of libgdn can beat "chain" at small sizes; time / floor there says more against it than
 // against the bytes floor.
 #include <cuda_runtime.h>
@@ -203,6 +209,72 @@ __global__ void __launch_bounds__(kFeedThreads) state_feed_kernel(const char* in
 #endif
 }
 
+// The state feed by cluster multicast (sm_90): blockIdx.x = 8 hk + 4 (h % 2) + tile, clusters of 8.
+__global__ void __launch_bounds__(kFeedThreads) state_feed_multicast_kernel(const char* in) {
+  wait_previous();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  extern __shared__ __align__(128) char feed_sm[];
+  __shared__ alignas(8) uint64_t bars[2];
+  const int h = blockIdx.x / 4, tile = blockIdx.x % 4, hk = h / 2, rank = blockIdx.x % 8, t = threadIdx.x;
+  const char *q = in, *k = in + kFeedQK, *mats = in + 2 * kFeedQK, *v = in + 2 * kFeedQK + kFeedMats;
+  const uint32_t bar0 = uint32_t(__cvta_generic_to_shared(&bars[0])), sm0 = uint32_t(__cvta_generic_to_shared(feed_sm));
+  if (t == 0)
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\nmbarrier.init.shared::cta.b64 [%1], 1;\n"
+                 "fence.mbarrier_init.release.cluster;\n" ::"r"(bar0), "r"(bar0 + 8)
+                 : "memory");
+  auto cluster_sync = [] {
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+  };
+  cluster_sync();
+  constexpr int kChunks = kFeedT / kFeedBT;
+  // Chunk c's copies into buffer c % 2 by warp 0: q / k rows 8 j + rank to all 8 blocks, Tb / Pm
+  // rows 4 j + tile to the value head's 4, the block's own v rows.
+  auto issue = [&](int c) {
+    if (t >= 32) return;
+    const uint32_t buf = sm0 + (c % 2) * (kFeedSmem / 2), bar = bar0 + 8 * (c % 2);
+    const int64_t t0 = int64_t(c) * kFeedBT;
+    if (t == 0) asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(kFeedSmem / 2) : "memory");
+    __syncwarp();
+    const uint16_t all = 0xff, head = uint16_t(0xf << (4 * (rank / 4)));
+    auto copy = [&](uint32_t dst, const char* src, int bytes, uint16_t mask) {
+      if (mask)
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+                     " [%0], [%1], %2, [%3], %4;\n" ::"r"(dst), "l"(src), "r"(bytes), "r"(bar), "h"(mask)
+                     : "memory");
+      else
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+                     "l"(src), "r"(bytes), "r"(bar)
+                     : "memory");
+    };
+    for (int e = t; e < 2 * 8; e += 32) {  // q, k: 8 rows each
+      const int r = 8 * (e % 8) + rank, which = e / 8;
+      copy(buf + which * kFeedBT * 256 + r * 256, (which ? k : q) + ((t0 + r) * kFeedHK + hk) * 256, 256, all);
+    }
+    for (int e = t; e < 2 * 16; e += 32) {  // Tb, Pm: 16 rows each
+      const int r = 4 * (e % 16) + tile, which = e / 16;
+      copy(buf + 2 * kFeedBT * 256 + which * kFeedBT * 128 + r * 128, mats + ((t0 + r) * kFeedHV + h) * 512 + 256 * which,
+           128, head);
+    }
+    for (int r = t; r < kFeedBT; r += 32)  // v: the block's 64 rows
+      copy(buf + 2 * kFeedBT * 256 + 2 * kFeedBT * 128 + r * 64, v + ((t0 + r) * kFeedHV + h) * 256 + tile * 64, 64, 0);
+  };
+  issue(0);
+  for (int c = 0; c < kChunks; ++c) {
+    if (c + 1 < kChunks) issue(c + 1);  // buffer (c + 1) % 2: every block was done with it (last barrier)
+    const uint32_t bar = bar0 + 8 * (c % 2), parity = (c / 2) % 2;
+    uint32_t ready = 0;
+    while (!ready)
+      asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                   : "=r"(ready)
+                   : "r"(bar), "r"(parity)
+                   : "memory");
+    cluster_sync();  // every block of the cluster has chunk c (and is done with c - 1's buffer)
+  }
+#else
+  (void)in;
+#endif
+}
+
 template <class... KArgs, class... Args>
 cudaError_t launch(bool pdl, unsigned cluster, void (*kernel)(KArgs...), unsigned grid, unsigned block, cudaStream_t s,
                    Args... args) {
@@ -264,22 +336,27 @@ cudaError_t launch_floor_call(LaunchFloorKind kind, bool pdl, const int32_t* ind
                     reinterpret_cast<float*>(codes + words));
     }
     case LaunchFloorKind::kStateFeed:
-    case LaunchFloorKind::kStateFeedShare: {
-      const bool share = kind == LaunchFloorKind::kStateFeedShare;
-      auto kernel = share ? state_feed_kernel<true> : state_feed_kernel<false>;
-      static bool smem_set[2] = {false, false};  // once, before any graph capture (the eager warm-up)
-      if (!smem_set[share]) {
+    case LaunchFloorKind::kStateFeedShare:
+    case LaunchFloorKind::kStateFeedMulticast: {
+      const int which = kind == LaunchFloorKind::kStateFeed ? 0 : kind == LaunchFloorKind::kStateFeedShare ? 1 : 2;
+      void (*kernels[3])(const char*) = {state_feed_kernel<false>, state_feed_kernel<true>, state_feed_multicast_kernel};
+      auto kernel = kernels[which];
+      static bool smem_set[3] = {false, false, false};  // once, before any graph capture (the eager warm-up)
+      if (!smem_set[which]) {
         const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kFeedSmem);
         if (e != cudaSuccess) return e;
-        smem_set[share] = true;
+        smem_set[which] = true;
       }
-      cudaLaunchAttribute attr[1];
+      cudaLaunchAttribute attr[2];
       cudaLaunchConfig_t cfg = {};
       cfg.attrs = attr;
       if (pdl) {
-        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg.numAttrs = 1;
+        attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[cfg.numAttrs++].val.programmaticStreamSerializationAllowed = 1;
+      }
+      if (which == 2) {
+        attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+        attr[cfg.numAttrs++].val.clusterDim = {8, 1, 1};
       }
       cfg.gridDim = dim3(128);
       cfg.blockDim = dim3(kFeedThreads);
