@@ -52,6 +52,13 @@ __device__ __forceinline__ void wait_previous() {
 #endif
 }
 
+// Every thread of the cluster (sm_90) arrives, then waits for the others.
+__device__ __forceinline__ void cluster_barrier() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#endif
+}
+
 __global__ void empty_kernel() { wait_previous(); }
 
 template <bool CLUSTER>
@@ -60,9 +67,7 @@ __global__ void chain_kernel(const int32_t* index, const float4* in, float4* out
   const int64_t base = int64_t(index[0]) * gridDim.x * blockDim.x;
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const float4 v = in[base + i];
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (CLUSTER) asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-#endif
+  if (CLUSTER) cluster_barrier();
   out[i] = v;
 }
 
@@ -222,10 +227,7 @@ __global__ void __launch_bounds__(kFeedThreads) state_feed_multicast_kernel(cons
     asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\nmbarrier.init.shared::cta.b64 [%1], 1;\n"
                  "fence.mbarrier_init.release.cluster;\n" ::"r"(bar0), "r"(bar0 + 8)
                  : "memory");
-  auto cluster_sync = [] {
-    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-  };
-  cluster_sync();
+  cluster_barrier();
   constexpr int kChunks = kFeedT / kFeedBT;
   // Chunk c's copies into buffer c % 2 by warp 0: q / k rows 8 j + rank to all 8 blocks, Tb / Pm
   // rows 4 j + tile to the value head's 4, the block's own v rows.
@@ -268,16 +270,17 @@ __global__ void __launch_bounds__(kFeedThreads) state_feed_multicast_kernel(cons
                    : "=r"(ready)
                    : "r"(bar), "r"(parity)
                    : "memory");
-    cluster_sync();  // every block of the cluster has chunk c (and is done with c - 1's buffer)
+    cluster_barrier();  // every block of the cluster has chunk c (and is done with c - 1's buffer)
   }
 #else
   (void)in;
 #endif
 }
 
+// One launch as libgdn's: pdl, clusters of `cluster` blocks (> 1), `smem` bytes of dynamic shared memory.
 template <class... KArgs, class... Args>
-cudaError_t launch(bool pdl, unsigned cluster, void (*kernel)(KArgs...), unsigned grid, unsigned block, cudaStream_t s,
-                   Args... args) {
+cudaError_t launch_smem(bool pdl, unsigned cluster, size_t smem, void (*kernel)(KArgs...), unsigned grid, unsigned block,
+                        cudaStream_t s, Args... args) {
   cudaLaunchAttribute attr[2];
   cudaLaunchConfig_t cfg = {};
   cfg.attrs = attr;
@@ -291,8 +294,14 @@ cudaError_t launch(bool pdl, unsigned cluster, void (*kernel)(KArgs...), unsigne
   }
   cfg.gridDim = dim3(grid);
   cfg.blockDim = dim3(block);
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = s;
   return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+template <class... KArgs, class... Args>
+cudaError_t launch(bool pdl, unsigned cluster, void (*kernel)(KArgs...), unsigned grid, unsigned block, cudaStream_t s,
+                   Args... args) {
+  return launch_smem(pdl, cluster, 0, kernel, grid, block, s, args...);
 }
 
 }  // namespace
@@ -347,22 +356,7 @@ cudaError_t launch_floor_call(LaunchFloorKind kind, bool pdl, const int32_t* ind
         if (e != cudaSuccess) return e;
         smem_set[which] = true;
       }
-      cudaLaunchAttribute attr[2];
-      cudaLaunchConfig_t cfg = {};
-      cfg.attrs = attr;
-      if (pdl) {
-        attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[cfg.numAttrs++].val.programmaticStreamSerializationAllowed = 1;
-      }
-      if (which == 2) {
-        attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
-        attr[cfg.numAttrs++].val.clusterDim = {8, 1, 1};
-      }
-      cfg.gridDim = dim3(128);
-      cfg.blockDim = dim3(kFeedThreads);
-      cfg.dynamicSmemBytes = kFeedSmem;
-      cfg.stream = stream;
-      return cudaLaunchKernelEx(&cfg, kernel, static_cast<const char*>(in));
+      return launch_smem(pdl, which == 2 ? 8 : 1, kFeedSmem, kernel, 128, kFeedThreads, stream, static_cast<const char*>(in));
     }
     default: return launch(pdl, 8, chain_kernel<true>, blocks, 128, stream, index, src, dst);
   }
