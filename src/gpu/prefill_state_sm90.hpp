@@ -16,9 +16,11 @@
 // A chunk: K S; a barrier of WG0's own (R^T is its own; the others take barriers of their own
 // there); Tb R and Q S; a block barrier; the update and O += Pm Vn; a block barrier. q and k are
 // copied two chunks ahead into swizzled row-major staging (three buffers, stage_qk), Tb, Pm and v
-// a chunk ahead (copy_mats_v), the decays and norm factors a chunk ahead into registers; every
-// A operand is ldmatrix'd from those tiles (.trans gives K^T), so nothing is moved into the core
-// layout but the products' own outputs.
+// too (copy_mats_v, three buffers; with one chunk's lead, their copies' latency was on the
+// chain), the decays and norm factors a chunk ahead into registers; every A operand is ldmatrix'd
+// from those tiles (.trans gives K^T), so nothing is moved into the core layout but the products'
+// own outputs. The A fragments of the next chunk's K S and Q S are loaded before the chunk's last
+// barrier.
 // Bf16 products only (the layer's GDN_PRECISION_BF16: every operand rounded to bf16, the state
 // itself kept in fp32): with split operands for fp32 accuracy (two or three products each) this
 // kernel measured slower than state_mma_kernel on the H100 (docs/perf-notes.md, session 11), so
@@ -35,7 +37,7 @@ constexpr int kWgST = kBV * kWgK, kWgMT = kWgBT * kWgBT, kWgVT = kBV * kWgBT, kW
 // (swz_at) so that the 8 rows of an ldmatrix are 8 different bank groups and a copy's 8 pieces
 // of a row fill one aligned 128-byte line.
 constexpr int kWgStage = kWgBT * kWgK;
-constexpr size_t kWgSmemBytes = size_t(6 * kWgStage + kWgST + 4 * kWgMT + 3 * kWgVT + 2 * kWgVin + kWgOut) * 2 +
+constexpr size_t kWgSmemBytes = size_t(6 * kWgStage + kWgST + 6 * kWgMT + 3 * kWgVT + 3 * kWgVin + kWgOut) * 2 +
                                 2 * 4 * kWgBT * sizeof(float);
 
 // Element (r, c) of a swizzled row-major bf16 tile with C columns (a multiple of 64): the 16-byte
@@ -84,6 +86,25 @@ __device__ __forceinline__ void swz_a_trans(const uint16_t* t, int m0, int j0, u
 // 16-byte reads of two rows are 8 different bank groups.
 __device__ __forceinline__ int out_at(int r, int c) { return r * kBV + (((c >> 3) ^ (r >> 1)) & 3) * 8 + (c & 7); }
 
+// The pairs of a BT x kBV bf16 tile in out_at's layout (the raw v rows) at this thread's entries of
+// a 64 x 32 accumulator (pair j: entries 2 j, 2 j + 1): two ldmatrix.x4, each 8 x 8 matrix one
+// block of the fragment (the swizzle puts its 8 rows of 16 bytes in 8 bank groups).
+__device__ __forceinline__ void v_pairs(const uint16_t* t, uint32_t (&vp)[8]) {
+  const int lane = threadIdx.x % 32, w4 = (threadIdx.x / 32) % 4;
+#if GDN_LDMATRIX
+  const int r = 16 * w4 + lane % 8 + 8 * ((lane / 8) % 2);  // matrix lane / 8: rows + 8 (m % 2), columns + 8 (m / 2)
+  for (int h = 0; h < 2; ++h) {
+    uint32_t x[4];
+    ldmatrix_x4(x, reinterpret_cast<const uint32_t*>(t + out_at(r, 16 * h + 8 * (lane / 16))));
+    for (int m = 0; m < 4; ++m) vp[4 * h + m] = x[m];
+  }
+#else
+  const int g = lane / 4, q = lane % 4;
+  for (int j = 0; j < 8; ++j)
+    vp[j] = *reinterpret_cast<const uint32_t*>(t + out_at(16 * w4 + g + 8 * (j % 2), 8 * (j / 2) + 2 * q));
+#endif
+}
+
 // x (a 64 x 32 accumulator of this thread's warpgroup, rows r0 .. of the product) rounded to
 // bf16 and transposed into the core-layout tile `t` with C columns: element (column, r0 + row).
 // Each 8 x 8 block of a warp's fragment is one core matrix of the transposed tile: two
@@ -114,12 +135,12 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   GDN_DYNAMIC_SMEM(uint16_t, sm);
   uint16_t* stage = sm;            // [buffer][q, k]  BT x K  raw rows (swz_at)
   uint16_t* st = stage + 6 * kWgStage;  // NB x K  S^T
-  uint16_t* mt = st + kWgST;       // [buffer][Tb, Pm]  BT x BT  (swz_at)
-  uint16_t* rt = mt + 4 * kWgMT;   // NB x BT  R^T
+  uint16_t* mt = st + kWgST;       // [buffer][Tb, Pm]  BT x BT  (swz_at), three buffers
+  uint16_t* rt = mt + 6 * kWgMT;   // NB x BT  R^T
   uint16_t* nt = rt + kWgVT;       // Vn^T
   uint16_t* vt = nt + kWgVT;       // Vd^T
-  uint16_t* vin = vt + kWgVT;      // [buffer]  BT x NB  raw v rows (row-major)
-  uint16_t* ot = vin + 2 * kWgVin;  // BT x NB  the output's bf16 rows (out_at), WG1's
+  uint16_t* vin = vt + kWgVT;      // [buffer]  BT x NB  raw v rows (out_at), three buffers
+  uint16_t* ot = vin + 3 * kWgVin;  // BT x NB  the output's bf16 rows (out_at), WG1's
   float* sc = reinterpret_cast<float*>(ot + kWgOut);  // [buffer][rf, of, uf, eg]  BT
   enum { kRf = 0, kOf = BT, kUf = 2 * BT, kEg = 3 * BT };
 
@@ -187,8 +208,9 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   const float* mats_src = mats + (t1 / 8) * mats_stride + 4 * (t1 % 8);
   const int mats_dst = swz_at<BT>(t1 / 8, 8 * (t1 % 8));  // + 16 BT a step of 16 rows
   const char* v_src = v_rows.base + (t1 / 4) * v_rows.stride + 2 * (v0 + 8 * (t1 % 4));
-  const int v_dst = (t1 / 4) * NB + 8 * (t1 % 4);
-  auto copy_mats_v = [&](int64_t c, int b) {
+  const int v_dst = out_at(t1 / 4, 8 * (t1 % 4));  // the output tile's swizzle (+ 32 NB a step of 32 rows)
+  auto copy_mats_v = [&](int64_t c, int b) {  // one commit group, empty past the end
+    if (c >= end) return async_commit();
     const int Lc = chunk_len<BT>(c, end);
     const float* ms = mats_src + c * mats_stride;
     const char* vs = v_src + c * v_rows.stride;
@@ -262,7 +284,8 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       async_wait<1>();
     } else if (wg == 1) {
       copy_mats_v(start, 0);
-      async_wait<0>();
+      copy_mats_v(start + BT, 1);
+      async_wait<1>();
     }
   }
   wgmma_proxy_fence();
@@ -270,24 +293,24 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
 
   // The chunks, one loop per role (so that each role's registers hold only its own values). Every
   // thread passes the same barriers a chunk: its warpgroup's named barrier after the first phase,
-  // then two block barriers. b: the buffer of Tb / Pm / v / factors (chunk index mod 2); sb: the
-  // q / k staging (mod 3).
+  // then two block barriers. b: the buffer of the factors (chunk index mod 2); sb: the q / k
+  // staging and Tb / Pm / v (mod 3).
   auto next = [](int& b, int& sb) { b ^= 1, sb = sb == 2 ? 0 : sb + 1; };
   auto staging = [&](int sb, int kq) { return stage + (2 * sb + kq) * kWgStage; };
   if (wg == 0) {  // K S -> R^T; Vn = Tb R -> Vn^T, Vd^T
     int b = 0, sb = 0;
+    uint32_t a[8][4];  // A = the k rows (warp w4: rows 16 w4 ..), loaded before the last chunk's end
+    if (start < end)
+      for (int k = 0; k < 8; ++k) swz_a<K>(staging(0, 1), 16 * w4, 16 * k, a[k]);
     for (int64_t c0 = start; c0 < end; c0 += BT, next(b, sb)) {
       const int L = chunk_len<BT>(c0, end);
       const float* s = sc + b * 4 * BT;
-      uint32_t a[8][4];  // A = the k rows (warp w4: rows 16 w4 ..)
-      for (int k = 0; k < 8; ++k) swz_a<K>(staging(sb, 1), 16 * w4, 16 * k, a[k]);
       float acc[16] = {};
       wgmma_issue_m64n32_rs<8, K>(acc, a, st);
       uint32_t tbf[4][4];  // while the product runs: Tb (the A of Tb R), the v pairs and row factors of R
-      for (int k = 0; k < 4; ++k) swz_a<BT>(mt + 2 * b * kWgMT, 16 * w4, 16 * k, tbf[k]);
-      uint32_t vp[8];
-      for (int i = 0; i < 16; i += 2)
-        vp[i / 2] = *reinterpret_cast<const uint32_t*>(vin + b * kWgVin + row_of(i) * NB + col_of(i));
+      for (int k = 0; k < 4; ++k) swz_a<BT>(mt + 2 * sb * kWgMT, 16 * w4, 16 * k, tbf[k]);
+      uint32_t vp[8];  // v's pairs at the accumulator's entries (2 j, 2 j + 1)
+      v_pairs(vin + sb * kWgVin, vp);
       const float rf[2] = {s[kRf + row_of(0)], s[kRf + row_of(2)]};
       wgmma_wait<0>(acc);
       float r[16];
@@ -308,30 +331,31 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       store_acc_t(vt, BT, 0, vn);
       wgmma_proxy_fence();
       __syncthreads();
+      if (c0 + BT < end)  // the next chunk's k rows off the chain (visible since the last barrier)
+        for (int k = 0; k < 8; ++k) swz_a<K>(staging(sb == 2 ? 0 : sb + 1, 1), 16 * w4, 16 * k, a[k]);
       __syncthreads();  // (the update and O += Pm Vn)
     }
-  } else if (wg == 1) {  // the next chunk's Tb, Pm, v, factors; Q S -> O; O += Pm Vn -> out
+  } else if (wg == 1) {  // Tb, Pm, v two chunks ahead, the factors one; Q S -> O; O += Pm Vn -> out
     int b = 0, sb = 0;
+    uint32_t qa[8][4];  // A = the q rows, loaded before the last chunk's end
+    if (start < end)
+      for (int k = 0; k < 8; ++k) swz_a<K>(staging(0, 0), 16 * w4, 16 * k, qa[k]);
     for (int64_t c0 = start; c0 < end; c0 += BT, next(b, sb)) {
       const int L = chunk_len<BT>(c0, end);
       const int64_t c1 = c0 + BT;
       const float* s = sc + b * 4 * BT;
-      if (c1 < end) {  // (buffer b ^ 1's last readers were the last chunk's)
-        copy_mats_v(c1, b ^ 1);
+      copy_mats_v(c0 + 2 * BT, sb == 0 ? 2 : sb - 1);  // into the buffer the last chunk's readers left
+      if (c1 < end) {  // (factor buffer b ^ 1's last readers were the last chunk's)
         write_scalars(b ^ 1, chunk_len<BT>(c1, end));
         load_scalars(c1 + BT);
       }
       named_barrier_sync<2, 128>();
       // Q S -> O beside Tb R (off K S's phase: S^T and the q rows stay until the update).
       float o[16] = {};
-      {
-        uint32_t a[8][4];
-        for (int k = 0; k < 8; ++k) swz_a<K>(staging(sb, 0), 16 * w4, 16 * k, a[k]);
-        wgmma_issue_m64n32_rs<8, K>(o, a, st);
-        wgmma_wait<0>(o);
-      }
+      wgmma_issue_m64n32_rs<8, K>(o, qa, st);
+      wgmma_wait<0>(o);
       uint32_t pmf[4][4];  // Pm (the A of Pm Vn), once Q S's registers are free
-      for (int k = 0; k < 4; ++k) swz_a<BT>(mt + 2 * b * kWgMT + kWgMT, 16 * w4, 16 * k, pmf[k]);
+      for (int k = 0; k < 4; ++k) swz_a<BT>(mt + 2 * sb * kWgMT + kWgMT, 16 * w4, 16 * k, pmf[k]);
       const float of[2] = {s[kOf + row_of(0)], s[kOf + row_of(2)]};
       for (int i = 0; i < 16; ++i) o[i] *= of[(i / 2) % 2];
       __syncthreads();
@@ -361,7 +385,9 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
         if (L == BT || out_row + 8 * u < L)
           *reinterpret_cast<uint4*>(ob + 8 * u * out_rows.stride) =
               *reinterpret_cast<const uint4*>(ot + out_at(out_row + 8 * u, 8 * out_pc));
-      async_wait<0>();  // the next chunk's copies (read by ldmatrix and plain loads: no proxy fence)
+      async_wait<1>();  // the next chunk's copies (read by ldmatrix and plain loads: no proxy fence)
+      if (c1 < end)  // the next chunk's q rows (visible since the last barrier)
+        for (int k = 0; k < 8; ++k) swz_a<K>(staging(sb == 2 ? 0 : sb + 1, 0), 16 * w4, 16 * k, qa[k]);
       __syncthreads();
     }
   } else {  // the copies of q / k; S <- exp(gc_last) S + K^T Vd -> S^T
