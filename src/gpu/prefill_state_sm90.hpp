@@ -105,6 +105,32 @@ __device__ __forceinline__ void v_pairs(const uint16_t* t, uint32_t (&vp)[8]) {
 #endif
 }
 
+// Rows 8 h .. 8 h + 7 of this warp's 16 rows of a 64 x 32 accumulator x as bf16 pairs, one word
+// per 8 x 8 block (block q: columns 8 q ..): the fragments of four matrices as stmatrix takes them.
+__device__ __forceinline__ void acc_pairs(const float (&x)[16], int h, uint32_t (&f)[4]) {
+  for (int q = 0; q < 4; ++q) f[q] = pack_bf16x2(x[4 * q + 2 * h], x[4 * q + 2 * h + 1]);
+}
+
+// x (this warp's 16 rows of a 64 x 32 accumulator) rounded to bf16 into the BT x kBV tile t in
+// out_at's layout, row for row: one stmatrix of four blocks for each 8 rows (v_pairs' inverse).
+__device__ inline void store_acc_rows(uint16_t* t, const float (&x)[16]) {
+  const int lane = threadIdx.x % 32, w4 = (threadIdx.x / 32) % 4;
+#if GDN_LDMATRIX
+  for (int h = 0; h < 2; ++h) {  // rows 16 w4 + 8 h ..; matrix q = columns 8 q ..
+    uint32_t f[4];
+    acc_pairs(x, h, f);
+    stmatrix_x4(t + out_at(16 * w4 + 8 * h + lane % 8, 8 * (lane / 8)), f);
+  }
+#else
+  const int g = lane / 4, q = lane % 4;
+  for (int i = 0; i < 16; i += 2) {
+    const int r = 16 * w4 + g + 8 * ((i / 2) % 2), c = 8 * (i / 4) + 2 * q;
+    const uint32_t p = pack_bf16x2(x[i], x[i + 1]);
+    t[out_at(r, c)] = uint16_t(p & 0xffffu), t[out_at(r, c + 1)] = uint16_t(p >> 16);
+  }
+#endif
+}
+
 // x (a 64 x 32 accumulator of this thread's warpgroup, rows r0 .. of the product) rounded to
 // bf16 and transposed into the core-layout tile `t` with C columns: element (column, r0 + row).
 // Each 8 x 8 block of a warp's fragment is one core matrix of the transposed tile: two
@@ -113,8 +139,8 @@ __device__ inline void store_acc_t(uint16_t* t, int C, int r0, const float (&x)[
   const int lane = threadIdx.x % 32, w4 = (threadIdx.x / 32) % 4;
 #if GDN_WGMMA && GDN_LDMATRIX
   for (int h = 0; h < 2; ++h) {  // rows 16 w4 + 8 h .. + 7; block q = columns 8 q .. 8 q + 7
-    const uint32_t f[4] = {pack_bf16x2(x[2 * h], x[2 * h + 1]), pack_bf16x2(x[4 + 2 * h], x[5 + 2 * h]),
-                           pack_bf16x2(x[8 + 2 * h], x[9 + 2 * h]), pack_bf16x2(x[12 + 2 * h], x[13 + 2 * h])};
+    uint32_t f[4];
+    acc_pairs(x, h, f);
     stmatrix_x4_trans(t + core_at(lane, r0 + 16 * w4 + 8 * h, C), f);  // lane: row 8 (lane / 8) + lane % 8
   }
 #else
@@ -366,18 +392,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       // pieces, each a full quarter of a 64-byte row, to the output rows (a warp's store: 8 rows x
       // 64 bytes). 8 four-byte stores a thread (8 half-used sectors each) queued ahead of WG2 /
       // WG3's fence on the chunk's path; these are 2.
-#if GDN_LDMATRIX
-      for (int hh = 0; hh < 2; ++hh) {  // rows 16 w4 + 8 hh ..; matrix q = columns 8 q ..
-        const uint32_t f[4] = {pack_bf16x2(o[2 * hh], o[2 * hh + 1]), pack_bf16x2(o[4 + 2 * hh], o[5 + 2 * hh]),
-                               pack_bf16x2(o[8 + 2 * hh], o[9 + 2 * hh]), pack_bf16x2(o[12 + 2 * hh], o[13 + 2 * hh])};
-        stmatrix_x4(ot + out_at(16 * w4 + 8 * hh + (tid % 32) % 8, 8 * ((tid % 32) / 8)), f);
-      }
-#else
-      for (int i = 0; i < 16; i += 2) {
-        const uint32_t x = pack_bf16x2(o[i], o[i + 1]);
-        ot[out_at(row_of(i), col_of(i))] = uint16_t(x & 0xffffu), ot[out_at(row_of(i), col_of(i) + 1)] = uint16_t(x >> 16);
-      }
-#endif
+      store_acc_rows(ot, o);
       __syncwarp();
       char* ob = out_c0 + c0 * out_rows.stride;
 #pragma unroll
