@@ -36,6 +36,10 @@
 //          the value head's 4) and its own v rows, completion on an mbarrier a buffer, and a
 //          cluster barrier a chunk before a buffer is refilled (what a state kernel fed this way
 //          would pay at least).
+//          These three rows wait for a chunk's copies before issuing the next chunk's (no
+//          lookahead; the multicast row one chunk), so they time a copy's round trip a chunk, not
+//          the L2's rate: session 25 measured 376 / 592 / 962 us, and the state kernel with all
+//          its copies removed only ~9 % faster (docs/perf-notes.md).
 // No op of libgdn can beat "chain" at small sizes; time / floor there says more against it than
 // against the bytes floor.
 #include <cuda_runtime.h>
