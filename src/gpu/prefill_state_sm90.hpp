@@ -115,7 +115,7 @@ __device__ __forceinline__ void acc_pairs(const float (&x)[16], int h, uint32_t 
 // out_at's layout, row for row: one stmatrix of four blocks for each 8 rows (v_pairs' inverse).
 __device__ inline void store_acc_rows(uint16_t* t, const float (&x)[16]) {
   const int lane = threadIdx.x % 32, w4 = (threadIdx.x / 32) % 4;
-#if GDN_LDMATRIX
+#if GDN_WGMMA && GDN_LDMATRIX  // (stmatrix: sm_90)
   for (int h = 0; h < 2; ++h) {  // rows 16 w4 + 8 h ..; matrix q = columns 8 q ..
     uint32_t f[4];
     acc_pairs(x, h, f);
