@@ -321,13 +321,18 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   // thread passes the same barriers a chunk: its warpgroup's named barrier after the first phase,
   // then two block barriers. b: the buffer of the factors (chunk index mod 2); sb: the q / k
   // staging and Tb / Pm / v (mod 3).
-  auto next = [](int& b, int& sb) { b ^= 1, sb = sb == 2 ? 0 : sb + 1; };
+  auto after = [](int sb) { return sb == 2 ? 0 : sb + 1; };   // the next chunk's buffer (mod 3)
+  auto before = [](int sb) { return sb == 0 ? 2 : sb - 1; };  // the last chunk's, the one after next
+  auto next = [&](int& b, int& sb) { b ^= 1, sb = after(sb); };
   auto staging = [&](int sb, int kq) { return stage + (2 * sb + kq) * kWgStage; };
+  // The A fragments (warp w4: rows 16 w4 ..) of staged rows: q (kq = 0) or k (1) of buffer sb.
+  auto rows_a = [&](int sb, int kq, uint32_t (&a)[8][4]) {
+    for (int k = 0; k < 8; ++k) swz_a<K>(staging(sb, kq), 16 * w4, 16 * k, a[k]);
+  };
   if (wg == 0) {  // K S -> R^T; Vn = Tb R -> Vn^T, Vd^T
     int b = 0, sb = 0;
     uint32_t a[8][4];  // A = the k rows (warp w4: rows 16 w4 ..), loaded before the last chunk's end
-    if (start < end)
-      for (int k = 0; k < 8; ++k) swz_a<K>(staging(0, 1), 16 * w4, 16 * k, a[k]);
+    if (start < end) rows_a(0, 1, a);
     for (int64_t c0 = start; c0 < end; c0 += BT, next(b, sb)) {
       const int L = chunk_len<BT>(c0, end);
       const float* s = sc + b * 4 * BT;
@@ -357,20 +362,18 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
       store_acc_t(vt, BT, 0, vn);
       wgmma_proxy_fence();
       __syncthreads();
-      if (c0 + BT < end)  // the next chunk's k rows off the chain (visible since the last barrier)
-        for (int k = 0; k < 8; ++k) swz_a<K>(staging(sb == 2 ? 0 : sb + 1, 1), 16 * w4, 16 * k, a[k]);
+      if (c0 + BT < end) rows_a(after(sb), 1, a);  // the next chunk's k rows (visible since the last barrier)
       __syncthreads();  // (the update and O += Pm Vn)
     }
   } else if (wg == 1) {  // Tb, Pm, v two chunks ahead, the factors one; Q S -> O; O += Pm Vn -> out
     int b = 0, sb = 0;
     uint32_t qa[8][4];  // A = the q rows, loaded before the last chunk's end
-    if (start < end)
-      for (int k = 0; k < 8; ++k) swz_a<K>(staging(0, 0), 16 * w4, 16 * k, qa[k]);
+    if (start < end) rows_a(0, 0, qa);
     for (int64_t c0 = start; c0 < end; c0 += BT, next(b, sb)) {
       const int L = chunk_len<BT>(c0, end);
       const int64_t c1 = c0 + BT;
       const float* s = sc + b * 4 * BT;
-      copy_mats_v(c0 + 2 * BT, sb == 0 ? 2 : sb - 1);  // into the buffer the last chunk's readers left
+      copy_mats_v(c0 + 2 * BT, before(sb));  // into the buffer the last chunk's readers left
       if (c1 < end) {  // (factor buffer b ^ 1's last readers were the last chunk's)
         write_scalars(b ^ 1, chunk_len<BT>(c1, end));
         load_scalars(c1 + BT);
@@ -401,8 +404,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
           *reinterpret_cast<uint4*>(ob + 8 * u * out_rows.stride) =
               *reinterpret_cast<const uint4*>(ot + out_at(out_row + 8 * u, 8 * out_pc));
       async_wait<1>();  // the next chunk's copies (read by ldmatrix and plain loads: no proxy fence)
-      if (c1 < end)  // the next chunk's q rows (visible since the last barrier)
-        for (int k = 0; k < 8; ++k) swz_a<K>(staging(sb == 2 ? 0 : sb + 1, 0), 16 * w4, 16 * k, qa[k]);
+      if (c1 < end) rows_a(after(sb), 0, qa);  // the next chunk's q rows (visible since the last barrier)
       __syncthreads();
     }
   } else {  // the copies of q / k; S <- exp(gc_last) S + K^T Vd -> S^T
@@ -410,7 +412,7 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
     for (int64_t c0 = start; c0 < end; c0 += BT, next(b, sb)) {
       const int L = chunk_len<BT>(c0, end);
       const float* s = sc + b * 4 * BT;
-      stage_qk(c0 + 2 * BT, sb == 0 ? 2 : sb - 1);  // into the staging the last chunk's rows left
+      stage_qk(c0 + 2 * BT, before(sb));  // into the staging the last chunk's rows left
       async_wait<1>();  // the next chunk's rows (this thread's copies; the block barrier: all of them)
       named_barrier_sync<3, 256>();
 
