@@ -275,6 +275,22 @@ struct Bench {
       add("launch", std::string("the same, ") + name, time_calls(int(tile_sets), [&](int i, void* s) {
             CU(launch_floor_call(kind, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
           }), double(2 * tile_bytes + 4));
+    add("launch", "the same, loads by cp.async", time_calls(int(tile_sets), [&](int i, void* s) {
+          CU(launch_floor_call(LaunchFloorKind::kTileAsync, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
+        }), double(2 * tile_bytes + 4));
+    add("launch", "the same, 256 threads a tile", time_calls(int(tile_sets), [&](int i, void* s) {
+          CU(launch_floor_call(LaunchFloorKind::kTile256, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
+        }), double(2 * tile_bytes + 4));
+    if (major >= 9) {
+      const std::pair<LaunchFloorKind, const char*> tmas[] = {{LaunchFloorKind::kTileTma, "a tensor copy a tile"},
+                                                              {LaunchFloorKind::kTileTmaStore, "tensor copy + store"},
+                                                              {LaunchFloorKind::kTileTma4, "a tensor copy a warp"},
+                                                              {LaunchFloorKind::kTileTma4Store, "a warp's copy + store"}};
+      for (const auto& [kind, name] : tmas)
+        add("launch", std::string("the same, ") + name, time_calls(int(tile_sets), [&](int i, void* s) {
+              CU(launch_floor_call(kind, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
+            }), double(2 * tile_bytes + 4));
+    }
     if (major >= 9)
       add("launch", "the same, loads by bulk copies", time_calls(int(tile_sets), [&](int i, void* s) {
             CU(launch_floor_call(LaunchFloorKind::kTileBulk, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));

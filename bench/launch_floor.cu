@@ -17,6 +17,12 @@
 //   split: the same set in contiguous pieces over 128 / 256 / 512 blocks of 128 threads (8 / 4 / 2
 //          x 16 bytes a thread).
 //   bulk:  the tile kernel with its loads by the bulk copy engine (sm_90; one copy a row).
+//   cp.async: the tile kernel's 8 pieces a thread copied into shared memory by cp.async, then read
+//          back and stored (session 26: 2.78 us against 3.20 for loads into registers).
+//   256 threads a tile: the tile on 256 threads, 4 pieces a thread (2.68 us).
+//   tensor copies (sm_90): the tile by one 2-D tensor copy (TMA) a block or one a warp (32 rows),
+//          completion on an mbarrier, stores from registers or by a tensor store back (3.06 / 3.18
+//          / 2.91 / 3.03 us).
 //   norm rows: the memory of norm_fp8 at T = 128 (HV = 32, V = 128: 4096 rows) without its
 //          arithmetic, laid out as its fast path (16 lanes a row, a row a half-warp, 256 blocks of
 //          256 threads): 8 bf16 of x and of z a lane (two 8-byte loads each), 8 fp8 codes out (two
@@ -42,7 +48,9 @@
 //          its copies removed only ~9 % faster (docs/perf-notes.md).
 // No op of libgdn can beat "chain" at small sizes; time / floor there says more against it than
 // against the bytes floor.
+#include <cuda.h>
 #include <cuda_runtime.h>
+#include <cudaTypedefs.h>
 
 #include <cstdint>
 
@@ -152,6 +160,120 @@ __global__ void bulk_tile_kernel(const int32_t* index, float4* state) {
     v[r].x += 1.0f;
     p[(ty + 16 * r) * kCols4 + tx] = v[r];
   }
+#endif
+}
+
+// The decode's tile (as tile_kernel<true>) by 16-byte cp.async a piece into shared memory (8 a
+// thread, not held in registers while in flight), then read back and stored as tile_kernel does.
+__global__ void async_tile_kernel(const int32_t* index, float4* state) {
+  wait_previous();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  constexpr int kRows = 128, kCols4 = 128 / 4, kT = 8;
+  __shared__ alignas(128) float4 tile[kRows * kT];
+  const int tx = threadIdx.x % kT, ty = threadIdx.x / kT;
+  const int64_t head = blockIdx.x / 4, col4 = (blockIdx.x % 4) * kT + tx;
+  float4* p = state + int64_t(index[0]) * kLaunchFloorTileBlocks / 4 * kRows * kCols4 + head * kRows * kCols4 + col4;
+#pragma unroll
+  for (int r = 0; r < kRows / 16; ++r)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(uint32_t(__cvta_generic_to_shared(tile + (ty + 16 * r) * kT + tx))),
+                 "l"(p + (ty + 16 * r) * kCols4)
+                 : "memory");
+  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+#pragma unroll
+  for (int r = 0; r < kRows / 16; ++r) {
+    float4 v = tile[(ty + 16 * r) * kT + tx];
+    v.x += 1.0f;
+    p[(ty + 16 * r) * kCols4] = v;
+  }
+#endif
+}
+
+// The decode's tile on 256 threads: 32 row groups of 4 rows (4 x 16 bytes a thread), as session
+// 13's 256-thread decode tile.
+__global__ void tile256_kernel(const int32_t* index, float4* state) {
+  wait_previous();
+  constexpr int kRows = 128, kCols4 = 128 / 4, kT = 8;
+  const int tx = threadIdx.x % kT, ty = threadIdx.x / kT;
+  const int64_t head = blockIdx.x / 4, col4 = (blockIdx.x % 4) * kT + tx;
+  float4* p = state + int64_t(index[0]) * kLaunchFloorTileBlocks / 4 * kRows * kCols4 + head * kRows * kCols4 + col4;
+  float4 v[4];
+#pragma unroll
+  for (int r = 0; r < 4; ++r) v[r] = p[(ty + 32 * r) * kCols4];
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    v[r].x += 1.0f;
+    p[(ty + 32 * r) * kCols4] = v[r];
+  }
+}
+
+// The decode's tile (as tile_kernel<true>) by the tensor copy engine (sm_90): the 128 x 32 fp32
+// tile named by the index lands in shared memory by one 2-D tensor copy (TMA; a tensor map over
+// the whole state buffer, built on the host), completion on an mbarrier; the threads take their 8
+// rows x 16 bytes from there and store them straight to global memory (STORE_TMA: back into
+// shared memory and out by one tensor store). BOXES: the tile as that many boxes of rows, each
+// warp issuing and waiting for its own (BOXES = 4; a warp's rows then are 32 contiguous ones).
+template <bool STORE_TMA, int BOXES>
+__global__ void tma_tile_kernel(const __grid_constant__ CUtensorMap map, const int32_t* index, float4* state) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  constexpr int kRows = 128, kT = 8, kBoxRows = kRows / BOXES;
+  __shared__ alignas(128) float4 tile[kRows * kT];
+  __shared__ alignas(8) uint64_t bars[BOXES];
+  const uint64_t map_a = reinterpret_cast<uint64_t>(&map);
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(map_a) : "memory");
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int box = BOXES == 1 ? 0 : warp;
+  const uint32_t bar_a = uint32_t(__cvta_generic_to_shared(&bars[box]));
+  if (BOXES == 1 ? threadIdx.x == 0 : lane == 0)
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\nfence.mbarrier_init.release.cluster;\n" ::"r"(bar_a) : "memory");
+  if (BOXES == 1) __syncthreads(); else __syncwarp();
+  wait_previous();
+  const int head = blockIdx.x / 4, c0 = (blockIdx.x % 4) * 32;
+  const int row0 = (index[0] * kLaunchFloorTileBlocks / 4 + head) * kRows;
+  if (BOXES == 1 ? threadIdx.x == 0 : lane == 0) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar_a), "r"(kBoxRows * kT * 16) : "memory");
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+                     uint32_t(__cvta_generic_to_shared(tile + box * kBoxRows * kT))),
+                 "l"(map_a), "r"(c0), "r"(row0 + box * kBoxRows), "r"(bar_a)
+                 : "memory");
+  }
+  uint32_t ready = 0;
+  while (!ready)
+    asm volatile("{\n.reg .pred q;\nmbarrier.try_wait.parity.shared::cta.b64 q, [%1], 0;\nselp.u32 %0, 1, 0, q;\n}\n"
+                 : "=r"(ready)
+                 : "r"(bar_a)
+                 : "memory");
+  // rows of this thread: BOXES == 1: ty + 16 r (ty = threadIdx.x / 8); else 32 warp + lane / 8 + 4 r.
+  const int tx = lane % kT;
+  auto row = [&](int r) { return BOXES == 1 ? int(threadIdx.x / kT) + 16 * r : 32 * warp + lane / kT + 4 * r; };
+  float4 v[kRows / 16];
+#pragma unroll
+  for (int r = 0; r < kRows / 16; ++r) v[r] = tile[row(r) * kT + tx];
+  if (STORE_TMA) {
+#pragma unroll
+    for (int r = 0; r < kRows / 16; ++r) {
+      v[r].x += 1.0f;
+      tile[row(r) * kT + tx] = v[r];
+    }
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    if (BOXES == 1) __syncthreads(); else __syncwarp();
+    if (BOXES == 1 ? threadIdx.x == 0 : lane == 0) {
+      asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n"
+                   "cp.async.bulk.commit_group;\ncp.async.bulk.wait_group.read 0;\n" ::"l"(map_a),
+                   "r"(c0), "r"(row0 + box * kBoxRows), "r"(uint32_t(__cvta_generic_to_shared(tile + box * kBoxRows * kT)))
+                   : "memory");
+    }
+  } else {
+    float4* p = state + int64_t(row0) * 32 + c0 / 4 + tx;
+#pragma unroll
+    for (int r = 0; r < kRows / 16; ++r) {
+      v[r].x += 1.0f;
+      p[row(r) * 32] = v[r];
+    }
+  }
+#else
+  (void)map;
+  (void)index;
+  (void)state;
 #endif
 }
 
@@ -310,6 +432,31 @@ cudaError_t launch(bool pdl, unsigned cluster, void (*kernel)(KArgs...), unsigne
 
 }  // namespace
 
+// A tensor map over the tile kernels' state sets (tile_sets x 32 heads x 128 rows of 128 fp32),
+// boxes of 128 / boxes rows x 32 columns; built once for a buffer (the bench keeps one).
+const CUtensorMap* tile_tensor_map(void* base, int boxes) {
+  static void* built_for[2] = {nullptr, nullptr};
+  static CUtensorMap maps[2];
+  const int which = boxes == 1 ? 0 : 1;
+  if (built_for[which] == base) return &maps[which];
+  static PFN_cuTensorMapEncodeTiled_v12000 encode = nullptr;
+  if (!encode) {
+    cudaDriverEntryPointQueryResult q;
+    void* fn = nullptr;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      return nullptr;
+    encode = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }
+  const cuuint64_t dims[2] = {128, cuuint64_t(256) * 32 * 128}, strides[1] = {128 * 4};
+  const cuuint32_t box[2] = {32, cuuint32_t(128 / boxes)}, elem[2] = {1, 1};
+  if (encode(&maps[which], CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, base, dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+             CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+    return nullptr;
+  built_for[which] = base;
+  return &maps[which];
+}
+
 int64_t launch_floor_feed_input_bytes() { return 2 * kFeedQK + kFeedMats + kFeedV; }
 int64_t launch_floor_feed_bytes(bool share) {  // what the blocks copy into shared memory in all
   const int64_t per_chunk = share ? 2 * kFeedBT / 8 * 256 + 2 * kFeedBT / 4 * 128 + kFeedBT * 64 : kFeedSmem / 2;
@@ -341,6 +488,22 @@ cudaError_t launch_floor_call(LaunchFloorKind kind, bool pdl, const int32_t* ind
       return launch(pdl, 1, split_kernel<2>, kLaunchFloorTileBlocks * 4, 128, stream, index, dst);
     case LaunchFloorKind::kTileBulk:
       return launch(pdl, 1, bulk_tile_kernel, kLaunchFloorTileBlocks, 128, stream, index, dst);
+    case LaunchFloorKind::kTileAsync:
+      return launch(pdl, 1, async_tile_kernel, kLaunchFloorTileBlocks, 128, stream, index, dst);
+    case LaunchFloorKind::kTile256:
+      return launch(pdl, 1, tile256_kernel, kLaunchFloorTileBlocks, 256, stream, index, dst);
+    case LaunchFloorKind::kTileTma:
+    case LaunchFloorKind::kTileTmaStore:
+    case LaunchFloorKind::kTileTma4:
+    case LaunchFloorKind::kTileTma4Store: {
+      const bool four = kind == LaunchFloorKind::kTileTma4 || kind == LaunchFloorKind::kTileTma4Store;
+      const bool store = kind == LaunchFloorKind::kTileTmaStore || kind == LaunchFloorKind::kTileTma4Store;
+      const CUtensorMap* map = tile_tensor_map(out, four ? 4 : 1);
+      if (!map) return cudaErrorNotSupported;
+      void (*kernels[4])(const CUtensorMap, const int32_t*, float4*) = {tma_tile_kernel<false, 1>, tma_tile_kernel<true, 1>,
+                                                                        tma_tile_kernel<false, 4>, tma_tile_kernel<true, 4>};
+      return launch(pdl, 1, kernels[(four ? 2 : 0) + (store ? 1 : 0)], kLaunchFloorTileBlocks, 128, stream, *map, index, dst);
+    }
     case LaunchFloorKind::kNormRows: {
       const auto x = static_cast<const uint2*>(in);
       const int64_t words = int64_t(kLaunchFloorNormRows) * 32;  // 8-byte words of x (and of z)

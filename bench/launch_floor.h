@@ -13,7 +13,7 @@ constexpr int kLaunchFloorTileBlocks = 128;
 int64_t launch_floor_tile_set_bytes();
 // Rows of the norm-rows kernel (norm_fp8 at T = 128: HV = 32 rows of V = 128 a token).
 constexpr int kLaunchFloorNormRows = 128 * 32;
-enum class LaunchFloorKind { kEmpty, kChain, kChainClusters, kTile, kTileColumnWarps, kTile16, kTileSplit8, kTileSplit4, kTileSplit2, kTileBulk, kNormRows, kStateFeed, kStateFeedShare, kStateFeedMulticast };
+enum class LaunchFloorKind { kEmpty, kChain, kChainClusters, kTile, kTileColumnWarps, kTile16, kTileSplit8, kTileSplit4, kTileSplit2, kTileBulk, kTileAsync, kTile256, kTileTma, kTileTmaStore, kTileTma4, kTileTma4Store, kNormRows, kStateFeed, kStateFeedShare, kStateFeedMulticast };
 // The state-feed kernels (a prefill state kernel's copies at T = 16384): the bytes of their input
 // (q, k, the workspace rows, v) and what they copy into shared memory in all (share: each block
 // only its share of the rows that blocks have in common).

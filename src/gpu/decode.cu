@@ -6,6 +6,7 @@
 // kernel (decode_stream_kernel) and small ones through decode_kernel (speculative tokens,
 // per-token slots, other K, unaligned state).
 #include <algorithm>
+#include <type_traits>
 
 #include "decode_tile.hpp"
 #include "launch.hpp"
@@ -92,6 +93,12 @@ __global__ void __launch_bounds__(BV / 4 * kRG) decode_kernel(GdnProblem p, Item
   run_tokens<ACT, ST, ROWS, BV>(p, dv, sm, s, b, h, tile, read_slot, vec);
 }
 
+// How decode_token_kernel's state tile reaches its registers: loaded straight into them
+// (kLoadRegs), or by the thread's own 16- or 8-byte cp.async copies into shared memory, read back
+// after the token's scales (kLoadAsync: the copies hold no registers while in flight). The same
+// values reach the same registers either way, so the results are the same bit for bit.
+enum : int { kLoadRegs, kLoadAsync };
+
 // The common case, lean: one token a sequence, one slot per sequence, K = ROWS * kRG
 // exactly (64 or 128: no row masks, one q/k element a thread), whole 32-column tiles, 4-element
 // aligned state rows (vector accesses). Every load that does not depend on the slot index (q, k,
@@ -103,11 +110,13 @@ __global__ void __launch_bounds__(BV / 4 * kRG) decode_kernel(GdnProblem p, Item
 // 64 already), so B = 8 (1024 blocks at HV = 32) runs in one wave of 1056: 15.65 -> 13.92 us on
 // the H100, other batches unchanged. (A bound of 1 block for bf16 state let it take 80 registers:
 // 8-11 % slower.)
-template <int32_t ACT, int32_t ST, int ROWS, bool READY>
+template <int32_t ACT, int32_t ST, int ROWS, bool READY, int LOAD>
 __global__ void __launch_bounds__(32 / 4 * kRG, 8) decode_token_kernel(GdnProblem p, ItemDiv dv) {
   constexpr int BV = 32, kCT = BV / 4, kThreads = kCT * kRG, K = ROWS * kRG;
   static_assert(K <= kThreads, "one q/k element a thread");
+  using T = typename Elem<ST>::T;
   __shared__ TokenSmem<BV> sm;
+  alignas(16) __shared__ T tile_s[LOAD == kLoadRegs ? 1 : K * BV];
   int64_t b, h, tile;
   dv.item(blockIdx.x, b, h, tile);
   const int tx = threadIdx.x % kCT, ty = threadIdx.x / kCT;
@@ -117,7 +126,21 @@ __global__ void __launch_bounds__(32 / 4 * kRG, 8) decode_token_kernel(GdnProble
   int64_t slot = -1;
   auto load_state = [&]() {
     slot = read_slot_of(p, b);
-    if (slot >= 0) StateIO<ST>::load_rows(p, slot, h, ty, j0, s);
+    if (slot < 0) return;
+    if constexpr (LOAD == kLoadRegs) {
+      StateIO<ST>::load_rows(p, slot, h, ty, j0, s);
+    } else {
+      const T* row = StateIO<ST>::row0(p, slot, h, ty) + j0;
+#pragma unroll
+      for (int r = 0; r < ROWS; ++r) {
+        T* dst = tile_s + (ty + r * kRG) * BV + tx * 4;
+        if constexpr (sizeof(T) == 4)
+          async_copy16(dst, row + r * kRG * p.state.s_k);
+        else
+          async_copy8(dst, row + r * kRG * p.state.s_k);
+      }
+      async_commit();
+    }
   };
   // READY (p.state_ready, the decode step's chain): the slot and the state tile before the wait,
   // so that they are on their way while the conv kernel in front still runs.
@@ -151,6 +174,11 @@ __global__ void __launch_bounds__(32 / 4 * kRG, 8) decode_token_kernel(GdnProble
   if (slot < 0) {  // PAD / out of range: zero outputs, no state
     if (threadIdx.x < BV) Elem<ACT>::store(p.out.at(b, 0, h), tile * BV + threadIdx.x, 0.0f);
     return;
+  }
+  if constexpr (LOAD == kLoadAsync) {
+    async_wait<0>();  // this thread's own copies: no barrier needed
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) Vec4<ST>::load(tile_s + (ty + r * kRG) * BV, tx * 4, s[r]);
   }
   const float acc = delta_rule_token<ROWS, BV>(s, sm.red, sm.u, sm.q, sm.k, K, q_scale, k_scale, sm.gate[0],
                                                sm.gate[1], vj, tx, ty);
@@ -302,10 +330,25 @@ void launch_token(const Device& dev, const GdnProblem& p, gpuStream_t stream) {
   const unsigned grid = unsigned(p.num_seqs * p.d.HV * (p.d.V / 32)), threads = 32 / 4 * kRG;
   const ItemDiv dv(p.d.V / 32, p.d);
   auto run = [&](auto kernel) { launch_pdl(dev.pdl(), kernel, grid, threads, 0, stream, p, dv); };
-  if (p.state_ready)
-    p.d.K == 4 * kRG ? run(decode_token_kernel<ACT, ST, 4, true>) : run(decode_token_kernel<ACT, ST, 8, true>);
-  else
-    p.d.K == 4 * kRG ? run(decode_token_kernel<ACT, ST, 4, false>) : run(decode_token_kernel<ACT, ST, 8, false>);
+  auto go = [&](auto ld) {
+    constexpr int L = decltype(ld)::value;
+    if (p.state_ready)
+      p.d.K == 4 * kRG ? run(decode_token_kernel<ACT, ST, 4, true, L>) : run(decode_token_kernel<ACT, ST, 8, true, L>);
+    else
+      p.d.K == 4 * kRG ? run(decode_token_kernel<ACT, ST, 4, false, L>) : run(decode_token_kernel<ACT, ST, 8, false, L>);
+  };
+  // 2-byte states at up to 64 blocks an SM: the tile by cp.async (H100, docs/perf-notes.md,
+  // session 26: bf16 state B = 1 / 32 / 128 -12 / -7 / -1 %, but B = 512 +12 %; for fp32 state
+  // B = 1 +2.5 %, B >= 8 within 0.5 %). Off NVIDIA devices the copies would be plain ones.
+#if !defined(GDN_AMD_PATHS)
+  if constexpr (sizeof(typename Elem<ST>::T) == 2) {
+    if (int64_t(grid) <= 64 * int64_t(dev.sm_count)) {
+      go(std::integral_constant<int, kLoadAsync>());
+      return check_launch("decode_token_kernel");
+    }
+  }
+#endif
+  go(std::integral_constant<int, kLoadRegs>());
   check_launch("decode_token_kernel");
 }
 

@@ -119,6 +119,17 @@ __device__ __forceinline__ void async_copy16(void* smem, const void* gmem) {
   *static_cast<uint4*>(smem) = *static_cast<const uint4*>(gmem);
 #endif
 }
+// The same for 8 bytes (cp.async.ca: the L2-only .cg form copies 16 bytes only).
+__device__ __forceinline__ void async_copy8(void* smem, const void* gmem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(__HIPCC__)
+  const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(dst), "l"(gmem) : "memory");
+#elif defined(GDN_GPU_SIM) && !defined(GDN_SIM_HIP)
+  gdnsim::gdnsim_async_copy(smem, gmem, 8);
+#else
+  *static_cast<uint2*>(smem) = *static_cast<const uint2*>(gmem);
+#endif
+}
 __device__ __forceinline__ void async_commit() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(__HIPCC__)
   asm volatile("cp.async.commit_group;\n" ::: "memory");

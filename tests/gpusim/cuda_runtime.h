@@ -135,6 +135,7 @@ GDNSIM_API void gdnsim_warp_gather(const uint32_t* mine, unsigned words, uint32_
 // thread's wait_group lets it complete (the latest moment the hardware may), so a missing wait
 // reads stale or never-written shared memory.
 GDNSIM_API void gdnsim_async_copy16(void* dst, const void* src);
+GDNSIM_API void gdnsim_async_copy(void* dst, const void* src, unsigned size);  // 4, 8 or 16 bytes
 GDNSIM_API void gdnsim_async_commit();
 GDNSIM_API void gdnsim_async_wait(int newest_pending);
 GDNSIM_API void* gdnsim_dynamic_smem();

@@ -126,6 +126,7 @@ struct Cluster;
 
 struct AsyncCopy {
   void* dst;
+  unsigned size;  // 4, 8 or 16
   unsigned char bytes[16];
   uint64_t group;  // commit group (the thread's group counter when issued)
 };
@@ -466,14 +467,19 @@ void gdnsim_warp_gather(const uint32_t* mine, unsigned words, uint32_t* all) {
   yield(State::WaitWarp);
   for (unsigned l = 0; l < 32; ++l) std::memcpy(all + l * words, slot + l * kGatherWords, words * 4);
 }
-void gdnsim_async_copy16(void* dst, const void* src) {
+void gdnsim_async_copy(void* dst, const void* src, unsigned size) {
+  if (size != 4 && size != 8 && size != 16) fatal("async copy of %u bytes (4, 8 or 16)", size);
+  if (reinterpret_cast<uintptr_t>(dst) % size != 0 || reinterpret_cast<uintptr_t>(src) % size != 0)
+    fatal("async copy of %u bytes from or to an address not aligned to it", size);
   SimThread& t = *tl_host->cur;
   AsyncCopy c;
   c.dst = dst;
-  std::memcpy(c.bytes, src, 16);
+  c.size = size;
+  std::memcpy(c.bytes, src, size);
   c.group = t.groups;  // the group the next commit closes
   t.pending.push_back(c);
 }
+void gdnsim_async_copy16(void* dst, const void* src) { gdnsim_async_copy(dst, src, 16); }
 void gdnsim_async_commit() { ++tl_host->cur->groups; }
 void gdnsim_async_wait(int newest_pending) {
   SimThread& t = *tl_host->cur;
@@ -482,7 +488,7 @@ void gdnsim_async_wait(int newest_pending) {
   size_t keep = 0;
   for (size_t i = 0; i < t.pending.size(); ++i) {
     if (t.pending[i].group < done_below)
-      std::memcpy(t.pending[i].dst, t.pending[i].bytes, 16);
+      std::memcpy(t.pending[i].dst, t.pending[i].bytes, t.pending[i].size);
     else
       t.pending[keep++] = t.pending[i];
   }
