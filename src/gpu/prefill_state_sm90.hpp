@@ -86,6 +86,11 @@ __device__ __forceinline__ void swz_a_trans(const uint16_t* t, int m0, int j0, u
 // 16-byte reads of two rows are 8 different bank groups.
 __device__ __forceinline__ int out_at(int r, int c) { return r * kBV + (((c >> 3) ^ (r >> 1)) & 3) * 8 + (c & 7); }
 
+// Row and column of entry i (0..15) of a 64 x 32 accumulator held by warp w4 of a warpgroup as
+// m16n8 fragments (lane = 4 g + q): rows 16 w4 + g (+ 8), columns 8 (i / 4) + 2 q (+ 1).
+__device__ __forceinline__ int acc_row(int w4, int g, int i) { return 16 * w4 + g + 8 * ((i / 2) % 2); }
+__device__ __forceinline__ int acc_col(int q, int i) { return 8 * (i / 4) + 2 * q + i % 2; }
+
 // The pairs of a BT x kBV bf16 tile in out_at's layout (the raw v rows) at this thread's entries of
 // a 64 x 32 accumulator (pair j: entries 2 j, 2 j + 1): two ldmatrix.x4, each 8 x 8 matrix one
 // block of the fragment (the swizzle puts its 8 rows of 16 bytes in 8 bank groups).
@@ -101,7 +106,7 @@ __device__ __forceinline__ void v_pairs(const uint16_t* t, uint32_t (&vp)[8]) {
 #else
   const int g = lane / 4, q = lane % 4;
   for (int j = 0; j < 8; ++j)
-    vp[j] = *reinterpret_cast<const uint32_t*>(t + out_at(16 * w4 + g + 8 * (j % 2), 8 * (j / 2) + 2 * q));
+    vp[j] = *reinterpret_cast<const uint32_t*>(t + out_at(acc_row(w4, g, 2 * j), acc_col(q, 2 * j)));
 #endif
 }
 
@@ -124,7 +129,7 @@ __device__ inline void store_acc_rows(uint16_t* t, const float (&x)[16]) {
 #else
   const int g = lane / 4, q = lane % 4;
   for (int i = 0; i < 16; i += 2) {
-    const int r = 16 * w4 + g + 8 * ((i / 2) % 2), c = 8 * (i / 4) + 2 * q;
+    const int r = acc_row(w4, g, i), c = acc_col(q, i);
     const uint32_t p = pack_bf16x2(x[i], x[i + 1]);
     t[out_at(r, c)] = uint16_t(p & 0xffffu), t[out_at(r, c + 1)] = uint16_t(p >> 16);
   }
@@ -178,8 +183,8 @@ __global__ void __launch_bounds__(kWgThreads) state_wgmma_kernel(GdnProblem p, W
   const float *mats = job.mats, *gcs = job.gcs, *norms = job.norms;
   const int64_t mats_stride = job.mats_stride;
   const int tid = threadIdx.x, wg = tid / 128, w4 = (tid / 32) % 4, g = (tid % 32) / 4, q4 = tid % 4;
-  auto row_of = [&](int i) { return 16 * w4 + g + 8 * ((i / 2) % 2); };  // accumulator entry i
-  auto col_of = [&](int i) { return 8 * (i / 4) + 2 * q4 + i % 2; };
+  auto row_of = [&](int i) { return acc_row(w4, g, i); };  // this thread's accumulator entry i
+  auto col_of = [&](int i) { return acc_col(q4, i); };
   const TokenRows q_rows(p.q, hk), k_rows(p.k, hk), v_rows(p.v, h), out_rows(p.out, h);
 
   // q and k (32 KB a chunk) two chunks ahead: WG2 and WG3 copy the raw rows by cp.async into
