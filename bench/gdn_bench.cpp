@@ -264,37 +264,29 @@ struct Bench {
     add("launch", "index -> 2 MiB tiles in place", time_calls(int(tile_sets), [&](int i, void* s) {
           CU(launch_floor_call(LaunchFloorKind::kTile, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
         }), double(2 * tile_bytes + 4));
-    add("launch", "the same, warps of 8 columns", time_calls(int(tile_sets), [&](int i, void* s) {
-          CU(launch_floor_call(LaunchFloorKind::kTileColumnWarps, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
-        }), double(2 * tile_bytes + 4));
-    const std::pair<LaunchFloorKind, const char*> splits[] = {{LaunchFloorKind::kTile16, "16-column tiles"},
-                                                              {LaunchFloorKind::kTileSplit8, "128 blocks of 16 KB"},
-                                                              {LaunchFloorKind::kTileSplit4, "256 blocks of 8 KB"},
-                                                              {LaunchFloorKind::kTileSplit2, "512 blocks of 4 KB"}};
-    for (const auto& [kind, name] : splits)
-      add("launch", std::string("the same, ") + name, time_calls(int(tile_sets), [&](int i, void* s) {
-            CU(launch_floor_call(kind, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
-          }), double(2 * tile_bytes + 4));
-    add("launch", "the same, loads by cp.async", time_calls(int(tile_sets), [&](int i, void* s) {
-          CU(launch_floor_call(LaunchFloorKind::kTileAsync, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
-        }), double(2 * tile_bytes + 4));
-    add("launch", "the same, 256 threads a tile", time_calls(int(tile_sets), [&](int i, void* s) {
-          CU(launch_floor_call(LaunchFloorKind::kTile256, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
-        }), double(2 * tile_bytes + 4));
-    if (major >= 9) {
-      const std::pair<LaunchFloorKind, const char*> tmas[] = {{LaunchFloorKind::kTileTma, "a tensor copy a tile"},
-                                                              {LaunchFloorKind::kTileTmaStore, "tensor copy + store"},
-                                                              {LaunchFloorKind::kTileTma4, "a tensor copy a warp"},
-                                                              {LaunchFloorKind::kTileTma4Store, "a warp's copy + store"}};
-      for (const auto& [kind, name] : tmas)
-        add("launch", std::string("the same, ") + name, time_calls(int(tile_sets), [&](int i, void* s) {
-              CU(launch_floor_call(kind, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
+    // The same memory moved other ways (sm90: Hopper's copy engines).
+    struct Way {
+      LaunchFloorKind kind;
+      const char* name;
+      bool sm90;
+    };
+    const Way ways[] = {{LaunchFloorKind::kTileColumnWarps, "warps of 8 columns", false},
+                        {LaunchFloorKind::kTile16, "16-column tiles", false},
+                        {LaunchFloorKind::kTileSplit8, "128 blocks of 16 KB", false},
+                        {LaunchFloorKind::kTileSplit4, "256 blocks of 8 KB", false},
+                        {LaunchFloorKind::kTileSplit2, "512 blocks of 4 KB", false},
+                        {LaunchFloorKind::kTileAsync, "loads by cp.async", false},
+                        {LaunchFloorKind::kTile256, "256 threads a tile", false},
+                        {LaunchFloorKind::kTileTma, "a tensor copy a tile", true},
+                        {LaunchFloorKind::kTileTmaStore, "tensor copy + store", true},
+                        {LaunchFloorKind::kTileTma4, "a tensor copy a warp", true},
+                        {LaunchFloorKind::kTileTma4Store, "a warp's copy + store", true},
+                        {LaunchFloorKind::kTileBulk, "loads by bulk copies", true}};
+    for (const Way& w : ways)
+      if (!w.sm90 || major >= 9)
+        add("launch", std::string("the same, ") + w.name, time_calls(int(tile_sets), [&](int i, void* s) {
+              CU(launch_floor_call(w.kind, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
             }), double(2 * tile_bytes + 4));
-    }
-    if (major >= 9)
-      add("launch", "the same, loads by bulk copies", time_calls(int(tile_sets), [&](int i, void* s) {
-            CU(launch_floor_call(LaunchFloorKind::kTileBulk, pdl, idx + i, nullptr, tiles.ptr, cudaStream_t(s)));
-          }), double(2 * tile_bytes + 4));
     // norm_fp8's memory at T = 128 without its arithmetic (from the L2, as the norm_fp8 rows).
     const int64_t norm_in = int64_t(kLaunchFloorNormRows) * 128 * 2 * 2, norm_out = int64_t(kLaunchFloorNormRows) * (128 + 4);
     Workspace norm_src{size_t(norm_in)}, norm_dst{size_t(norm_out)};

@@ -71,6 +71,22 @@ __device__ __forceinline__ void cluster_barrier() {
 #endif
 }
 
+// An mbarrier (shared-memory address bar) for one arriving thread, visible to the async proxy;
+// and the wait for phase `parity` of one (sm_90, where the kernels that use them compile).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ void mbar_init(uint32_t bar) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\nfence.mbarrier_init.release.cluster;\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  uint32_t ready = 0;
+  while (!ready)
+    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(ready)
+                 : "r"(bar), "r"(parity)
+                 : "memory");
+}
+#endif
+
 __global__ void empty_kernel() { wait_previous(); }
 
 template <bool CLUSTER>
@@ -133,8 +149,7 @@ __global__ void bulk_tile_kernel(const int32_t* index, float4* state) {
   const int64_t head = blockIdx.x / 4, col4 = (blockIdx.x % 4) * kT;
   float4* p = state + int64_t(index[0]) * kLaunchFloorTileBlocks / 4 * kRows * kCols4 + head * kRows * kCols4 + col4;
   const uint32_t bar_a = uint32_t(__cvta_generic_to_shared(&bar));
-  if (threadIdx.x == 0)
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\nfence.mbarrier_init.release.cluster;\n" ::"r"(bar_a) : "memory");
+  if (threadIdx.x == 0) mbar_init(bar_a);
   __syncthreads();
   if (threadIdx.x < 32) {
     if (threadIdx.x == 0)
@@ -146,12 +161,7 @@ __global__ void bulk_tile_kernel(const int32_t* index, float4* state) {
                    "l"(p + r * kCols4), "r"(bar_a)
                    : "memory");
   }
-  uint32_t ready = 0;
-  while (!ready)
-    asm volatile("{\n.reg .pred q;\nmbarrier.try_wait.parity.shared::cta.b64 q, [%1], 0;\nselp.u32 %0, 1, 0, q;\n}\n"
-                 : "=r"(ready)
-                 : "r"(bar_a)
-                 : "memory");
+  mbar_wait(bar_a, 0);
   float4 v[kRows / 16];
 #pragma unroll
   for (int r = 0; r < kRows / 16; ++r) v[r] = tile[(ty + 16 * r) * kT + tx];
@@ -223,8 +233,7 @@ __global__ void tma_tile_kernel(const __grid_constant__ CUtensorMap map, const i
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int box = BOXES == 1 ? 0 : warp;
   const uint32_t bar_a = uint32_t(__cvta_generic_to_shared(&bars[box]));
-  if (BOXES == 1 ? threadIdx.x == 0 : lane == 0)
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\nfence.mbarrier_init.release.cluster;\n" ::"r"(bar_a) : "memory");
+  if (BOXES == 1 ? threadIdx.x == 0 : lane == 0) mbar_init(bar_a);
   if (BOXES == 1) __syncthreads(); else __syncwarp();
   wait_previous();
   const int head = blockIdx.x / 4, c0 = (blockIdx.x % 4) * 32;
@@ -236,12 +245,7 @@ __global__ void tma_tile_kernel(const __grid_constant__ CUtensorMap map, const i
                  "l"(map_a), "r"(c0), "r"(row0 + box * kBoxRows), "r"(bar_a)
                  : "memory");
   }
-  uint32_t ready = 0;
-  while (!ready)
-    asm volatile("{\n.reg .pred q;\nmbarrier.try_wait.parity.shared::cta.b64 q, [%1], 0;\nselp.u32 %0, 1, 0, q;\n}\n"
-                 : "=r"(ready)
-                 : "r"(bar_a)
-                 : "memory");
+  mbar_wait(bar_a, 0);
   // rows of this thread: BOXES == 1: ty + 16 r (ty = threadIdx.x / 8); else 32 warp + lane / 8 + 4 r.
   const int tx = lane % kT;
   auto row = [&](int r) { return BOXES == 1 ? int(threadIdx.x / kT) + 16 * r : 32 * warp + lane / kT + 4 * r; };
@@ -349,10 +353,7 @@ __global__ void __launch_bounds__(kFeedThreads) state_feed_multicast_kernel(cons
   const int h = blockIdx.x / 4, tile = blockIdx.x % 4, hk = h / 2, rank = blockIdx.x % 8, t = threadIdx.x;
   const char *q = in, *k = in + kFeedQK, *mats = in + 2 * kFeedQK, *v = in + 2 * kFeedQK + kFeedMats;
   const uint32_t bar0 = uint32_t(__cvta_generic_to_shared(&bars[0])), sm0 = uint32_t(__cvta_generic_to_shared(feed_sm));
-  if (t == 0)
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\nmbarrier.init.shared::cta.b64 [%1], 1;\n"
-                 "fence.mbarrier_init.release.cluster;\n" ::"r"(bar0), "r"(bar0 + 8)
-                 : "memory");
+  if (t == 0) mbar_init(bar0), mbar_init(bar0 + 8);
   cluster_barrier();
   constexpr int kChunks = kFeedT / kFeedBT;
   // Chunk c's copies into buffer c % 2 by warp 0: q / k rows 8 j + rank to all 8 blocks, Tb / Pm
@@ -389,13 +390,7 @@ __global__ void __launch_bounds__(kFeedThreads) state_feed_multicast_kernel(cons
   issue(0);
   for (int c = 0; c < kChunks; ++c) {
     if (c + 1 < kChunks) issue(c + 1);  // buffer (c + 1) % 2: every block was done with it (last barrier)
-    const uint32_t bar = bar0 + 8 * (c % 2), parity = (c / 2) % 2;
-    uint32_t ready = 0;
-    while (!ready)
-      asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-                   : "=r"(ready)
-                   : "r"(bar), "r"(parity)
-                   : "memory");
+    mbar_wait(bar0 + 8 * (c % 2), (c / 2) % 2);
     cluster_barrier();  // every block of the cluster has chunk c (and is done with c - 1's buffer)
   }
 #else

@@ -114,7 +114,7 @@ __device__ __forceinline__ void async_copy16(void* smem, const void* gmem) {
   const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem) : "memory");
 #elif defined(GDN_GPU_SIM) && !defined(GDN_SIM_HIP)
-  gdnsim::gdnsim_async_copy16(smem, gmem);  // lands at the latest moment allowed: the wait
+  gdnsim::gdnsim_async_copy(smem, gmem, 16);  // lands at the latest moment allowed: the wait
 #else
   *static_cast<uint4*>(smem) = *static_cast<const uint4*>(gmem);
 #endif

@@ -131,11 +131,10 @@ GDNSIM_API void gdnsim_sync_cluster();
 GDNSIM_API uint32_t gdnsim_exchange(uint32_t bits, unsigned src_lane);
 // All 32 lanes of the subgroup put `words` (<= 8) words; each gets every lane's, lane-major.
 GDNSIM_API void gdnsim_warp_gather(const uint32_t* mine, unsigned words, uint32_t* all);
-// cp.async: a 16-byte copy whose source is read now and whose destination is written when this
-// thread's wait_group lets it complete (the latest moment the hardware may), so a missing wait
-// reads stale or never-written shared memory.
-GDNSIM_API void gdnsim_async_copy16(void* dst, const void* src);
-GDNSIM_API void gdnsim_async_copy(void* dst, const void* src, unsigned size);  // 4, 8 or 16 bytes
+// cp.async: a copy of `size` bytes (4, 8 or 16, both addresses aligned to it) whose source is read
+// now and whose destination is written when this thread's wait_group lets it complete (the latest
+// moment the hardware may), so a missing wait reads stale or never-written shared memory.
+GDNSIM_API void gdnsim_async_copy(void* dst, const void* src, unsigned size);
 GDNSIM_API void gdnsim_async_commit();
 GDNSIM_API void gdnsim_async_wait(int newest_pending);
 GDNSIM_API void* gdnsim_dynamic_smem();

@@ -479,7 +479,6 @@ void gdnsim_async_copy(void* dst, const void* src, unsigned size) {
   c.group = t.groups;  // the group the next commit closes
   t.pending.push_back(c);
 }
-void gdnsim_async_copy16(void* dst, const void* src) { gdnsim_async_copy(dst, src, 16); }
 void gdnsim_async_commit() { ++tl_host->cur->groups; }
 void gdnsim_async_wait(int newest_pending) {
   SimThread& t = *tl_host->cur;
