@@ -71,6 +71,21 @@ __device__ __forceinline__ void cluster_barrier() {
 #endif
 }
 
+// A 16-byte background copy global -> shared (sm_80+; the bench does not include the library's
+// internal headers, whose async_copy16 is the same instruction), and the wait for all of them.
+__device__ __forceinline__ void copy16_async(void* smem, const void* gmem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(uint32_t(__cvta_generic_to_shared(smem))),
+               "l"(gmem)
+               : "memory");
+#endif
+}
+__device__ __forceinline__ void copies_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
 // An mbarrier (shared-memory address bar) for one arriving thread, visible to the async proxy;
 // and the wait for phase `parity` of one (sm_90, where the kernels that use them compile).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -184,11 +199,8 @@ __global__ void async_tile_kernel(const int32_t* index, float4* state) {
   const int64_t head = blockIdx.x / 4, col4 = (blockIdx.x % 4) * kT + tx;
   float4* p = state + int64_t(index[0]) * kLaunchFloorTileBlocks / 4 * kRows * kCols4 + head * kRows * kCols4 + col4;
 #pragma unroll
-  for (int r = 0; r < kRows / 16; ++r)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(uint32_t(__cvta_generic_to_shared(tile + (ty + 16 * r) * kT + tx))),
-                 "l"(p + (ty + 16 * r) * kCols4)
-                 : "memory");
-  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+  for (int r = 0; r < kRows / 16; ++r) copy16_async(tile + (ty + 16 * r) * kT + tx, p + (ty + 16 * r) * kCols4);
+  copies_wait_all();
 #pragma unroll
   for (int r = 0; r < kRows / 16; ++r) {
     float4 v = tile[(ty + 16 * r) * kT + tx];
@@ -296,14 +308,6 @@ constexpr int64_t kFeedQK = int64_t(kFeedT) * kFeedHK * 128 * 2, kFeedMats = int
                   kFeedV = int64_t(kFeedT) * kFeedHV * 128 * 2;
 constexpr int kFeedSmem = 2 * (2 * kFeedBT * 256 + 2 * kFeedBT * 128 + kFeedBT * 64);
 
-__device__ __forceinline__ void feed_copy(char* smem, const char* gmem) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(uint32_t(__cvta_generic_to_shared(smem))),
-               "l"(gmem)
-               : "memory");
-#endif
-}
-
 template <bool SHARE>
 __global__ void __launch_bounds__(kFeedThreads) state_feed_kernel(const char* in) {
   wait_previous();
@@ -321,24 +325,24 @@ __global__ void __launch_bounds__(kFeedThreads) state_feed_kernel(const char* in
       const int r = e / 16, x = e % 16;
       if (r % qk_share != qk_part % qk_share) continue;
       const int64_t row = ((t0 + r) * kFeedHK + hk) * 256 + 16 * x;
-      feed_copy(buf + e * 16, q + row);
-      feed_copy(buf + kFeedBT * 256 + e * 16, k + row);
+      copy16_async(buf + e * 16, q + row);
+      copy16_async(buf + kFeedBT * 256 + e * 16, k + row);
     }
     // Tb and Pm hi halves: 64 rows x 8 pieces each.
     for (int e = t; e < kFeedBT * 8; e += kFeedThreads) {
       const int r = e / 8, x = e % 8;
       if (r % mat_share != mat_part % mat_share) continue;
       const int64_t row = ((t0 + r) * kFeedHV + h) * 512 + 16 * x;
-      feed_copy(buf + 2 * kFeedBT * 256 + e * 16, mats + row);
-      feed_copy(buf + 2 * kFeedBT * 256 + kFeedBT * 128 + e * 16, mats + row + 256);
+      copy16_async(buf + 2 * kFeedBT * 256 + e * 16, mats + row);
+      copy16_async(buf + 2 * kFeedBT * 256 + kFeedBT * 128 + e * 16, mats + row + 256);
     }
     // v: 64 rows x 4 pieces of the block's 32 columns.
     for (int e = t; e < kFeedBT * 4; e += kFeedThreads) {
       const int r = e / 4, x = e % 4;
-      feed_copy(buf + 2 * kFeedBT * 256 + 2 * kFeedBT * 128 + e * 16,
-                v + ((t0 + r) * kFeedHV + h) * 256 + tile * 64 + 16 * x);
+      copy16_async(buf + 2 * kFeedBT * 256 + 2 * kFeedBT * 128 + e * 16,
+                   v + ((t0 + r) * kFeedHV + h) * 256 + tile * 64 + 16 * x);
     }
-    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+    copies_wait_all();
     __syncthreads();
   }
 #endif
