@@ -148,19 +148,26 @@ __global__ void __launch_bounds__(kThreads) norm_rows_kernel(const GDN_GRID_CONS
   const int lane = threadIdx.x % kRowLanes;
   const uint32_t worker = (blockIdx.x * kGroups + threadIdx.x / kLanes) * 2 + (threadIdx.x % kLanes) / kRowLanes;
   const uint32_t workers = gridDim.x * kGroups * 2, rows = p.rows;
-  float w[SPANS][kPer];  // vector loads: the weight is contiguous and aligned (norm_rows)
+  // The weight's raw words first (contiguous and aligned: norm_rows; fp32 16-byte pieces, 2-byte
+  // types 8-byte ones), converted only once the first rows' loads are issued: a conversion (or,
+  // predicated off, one sharing its load's scoreboard) waits for its load, and ahead of the row
+  // loads that wait was a memory trip of its own (H100, docs/perf-notes.md, session 27: with the
+  // row loads below, norm_fp8 T = 1 / 128 / 8192 -7 / -3 / -6 %).
+  constexpr bool kF32Act = ACT == GDN_DTYPE_F32;  // the weight is fp32 too
+  float4 wf[SPANS][2] = {};
+  uint2 wa[SPANS][2] = {};
 #pragma unroll
   for (int s = 0; s < SPANS; ++s)
 #pragma unroll
-    for (int q = 0; q < kPer; q += 4) {
-      float a[4];
-      if (p.weight_f32)
-        Vec4<GDN_DTYPE_F32>::load(p.weight, s * 128 + lane * kPer + q, a);
+    for (int h = 0; h < 2; ++h) {
+      const int j = s * 128 + lane * kPer + 4 * h;
+      if (kF32Act || p.weight_f32)
+        wf[s][h] = reinterpret_cast<const float4*>(p.weight)[j / 4];
       else
-        Vec4<ACT>::load(p.weight, s * 128 + lane * kPer + q, a);
-#pragma unroll
-      for (int e = 0; e < 4; ++e) w[s][q + e] = a[e];
+        wa[s][h] = reinterpret_cast<const uint2*>(p.weight)[j / 4];
     }
+  float w[SPANS][kPer] = {};
+  bool have_w = false;
   const float fmax = FP8 ? fp8_max(OUT) : 0.0f;
   const int gshift = FP8 ? __ffs(p.group) - 1 : 0;  // the group divides 128: a power of two
   constexpr uint32_t kV = 128 * SPANS;
@@ -173,25 +180,39 @@ __global__ void __launch_bounds__(kThreads) norm_rows_kernel(const GDN_GRID_CONS
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const uint32_t r = r0 + u * workers;
-      ts[u] = p.hv.div(r), hs[u] = r - ts[u] * p.hv.d;
-      if (r < rows) {
-        const char *x = p.x.row(ts[u], hs[u]), *z = p.z.row(ts[u], hs[u]);
+      // Loaded unconditionally (a row past the end reads the last row, computes on zeros and
+      // stores nothing): a conversion inside a conditional block would wait there for its load.
+      const bool in = r < rows;
+      const uint32_t rl = in ? r : rows - 1;
+      ts[u] = p.hv.div(rl), hs[u] = rl - ts[u] * p.hv.d;
+      const char *x = p.x.row(ts[u], hs[u]), *z = p.z.row(ts[u], hs[u]);
 #pragma unroll
-        for (int s = 0; s < SPANS; ++s)
+      for (int s = 0; s < SPANS; ++s)
 #pragma unroll
-          for (int q = 0; q < kPer; q += 4) {
-            float a[4], c[4];
-            Vec4<ACT>::load(x, s * 128 + lane * kPer + q, a);
-            Vec4<ACT>::load(z, s * 128 + lane * kPer + q, c);
+        for (int q = 0; q < kPer; q += 4) {
+          float a[4], c[4];
+          Vec4<ACT>::load(x, s * 128 + lane * kPer + q, a);
+          Vec4<ACT>::load(z, s * 128 + lane * kPer + q, c);
 #pragma unroll
-            for (int e = 0; e < 4; ++e) xs[u][s][q + e] = a[e], zs[u][s][q + e] = c[e];
-          }
-      } else {
+          for (int e = 0; e < 4; ++e) xs[u][s][q + e] = in ? a[e] : 0.0f, zs[u][s][q + e] = in ? c[e] : 0.0f;
+        }
+    }
+    if (!have_w) {  // the weight's conversion, after the first rows' loads
 #pragma unroll
-        for (int s = 0; s < SPANS; ++s)
+      for (int s = 0; s < SPANS; ++s)
 #pragma unroll
-          for (int c = 0; c < kPer; ++c) xs[u][s][c] = zs[u][s][c] = 0.0f;
-      }
+        for (int h = 0; h < 2; ++h) {
+          float a[4];
+          if constexpr (kF32Act)  // (wa would be read as 16 bytes)
+            Vec4<GDN_DTYPE_F32>::load(&wf[s][h], 0, a);
+          else if (p.weight_f32)
+            Vec4<GDN_DTYPE_F32>::load(&wf[s][h], 0, a);
+          else
+            Vec4<ACT>::load(&wa[s][h], 0, a);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) w[s][4 * h + e] = a[e];
+        }
+      have_w = true;
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
