@@ -201,6 +201,7 @@ const NormParam kNormParams[] = {
     {3, 6, 20, GDN_DTYPE_F32, GDN_DTYPE_F32, true},
     {2, 8, 64, GDN_DTYPE_BF16, GDN_DTYPE_BF16, false},  // FP8 groups of 128 span two heads
     {2, 4, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, true, true},  // a strided weight
+    {1, 3, 128, GDN_DTYPE_BF16, GDN_DTYPE_F16, true},  // odd row counts: a 16-lane worker past the end beside one in range
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, Norm, ::testing::ValuesIn(kNormParams),
                          [](const ::testing::TestParamInfo<NormParam>& i) {
