@@ -154,17 +154,17 @@ __global__ void __launch_bounds__(kThreads) norm_rows_kernel(const GDN_GRID_CONS
   // loads that wait was a memory trip of its own (H100, docs/perf-notes.md, session 27: with the
   // row loads below, norm_fp8 T = 1 / 128 / 8192 -7 / -3 / -6 %).
   constexpr bool kF32Act = ACT == GDN_DTYPE_F32;  // the weight is fp32 too
-  float4 wf[SPANS][2] = {};
-  uint2 wa[SPANS][2] = {};
+  typename Vec4<GDN_DTYPE_F32>::Raw wf[SPANS][2] = {};  // an fp32 weight (always with fp32 x)
+  typename Vec4<ACT>::Raw wa[SPANS][2] = {};            // else x's dtype
 #pragma unroll
   for (int s = 0; s < SPANS; ++s)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int j = s * 128 + lane * kPer + 4 * h;
       if (kF32Act || p.weight_f32)
-        wf[s][h] = reinterpret_cast<const float4*>(p.weight)[j / 4];
+        wf[s][h] = Vec4<GDN_DTYPE_F32>::raw(p.weight, j);
       else
-        wa[s][h] = reinterpret_cast<const uint2*>(p.weight)[j / 4];
+        wa[s][h] = Vec4<ACT>::raw(p.weight, j);
     }
   float w[SPANS][kPer] = {};
   bool have_w = false;
@@ -203,12 +203,10 @@ __global__ void __launch_bounds__(kThreads) norm_rows_kernel(const GDN_GRID_CONS
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           float a[4];
-          if constexpr (kF32Act)  // (wa would be read as 16 bytes)
-            Vec4<GDN_DTYPE_F32>::load(&wf[s][h], 0, a);
-          else if (p.weight_f32)
-            Vec4<GDN_DTYPE_F32>::load(&wf[s][h], 0, a);
+          if (kF32Act || p.weight_f32)
+            Vec4<GDN_DTYPE_F32>::convert(wf[s][h], a);
           else
-            Vec4<ACT>::load(&wa[s][h], 0, a);
+            Vec4<ACT>::convert(wa[s][h], a);
 #pragma unroll
           for (int e = 0; e < 4; ++e) w[s][4 * h + e] = a[e];
         }

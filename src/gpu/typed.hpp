@@ -130,6 +130,23 @@ GDN_HD float raw_to_float(typename Elem<DT>::T x) {
 // elements, base aligned to 4 elements).
 template <int32_t DT>
 struct Vec4 {
+  // The four elements as stored (float4 for f32, one 8-byte word for 2-byte types): raw() loads
+  // them (j: a multiple of 4, int as the norm kernel indexes its weight), convert() turns them into
+  // floats later, so a kernel can issue the load early and wait for it only where it converts.
+  using Raw = std::conditional_t<DT == GDN_DTYPE_F32, float4, uint2>;
+  static __device__ __forceinline__ Raw raw(const void* row, int j) {
+    static_assert(DT == GDN_DTYPE_F32 || sizeof(typename Elem<DT>::T) == 2, "f32 and 2-byte types only");
+    return static_cast<const Raw*>(row)[j / 4];
+  }
+  static __device__ __forceinline__ void convert(const Raw& x, float (&v)[4]) {
+    if constexpr (DT == GDN_DTYPE_F32) {
+      v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w;
+    } else {
+      const uint16_t h[4] = {uint16_t(x.x & 0xffffu), uint16_t(x.x >> 16), uint16_t(x.y & 0xffffu),
+                             uint16_t(x.y >> 16)};
+      for (int c = 0; c < 4; ++c) v[c] = Elem<DT>::load(h, c);
+    }
+  }
   static __device__ __forceinline__ void load(const void* row, int64_t j, float (&v)[4]) {
     if constexpr (DT == GDN_DTYPE_F32) {
       const float4 x = *reinterpret_cast<const float4*>(static_cast<const float*>(row) + j);
