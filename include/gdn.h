@@ -16,7 +16,11 @@
  *    row": its outputs are written as zeros and no state is read or written.
  *  - Run calls never allocate, never synchronise with the host and never read device memory on
  *    the host (GPU backends); scratch comes from the caller's workspace, whose size the matching
- *    *_workspace_size call returns. `stream` is a cudaStream_t / hipStream_t (NULL: default
+ *    *_workspace_size call returns. So the CPU backend checks cu_seqlens' contents (failing with
+ *    GDN_ERROR_INVALID_ARGUMENT), while GPU backends cannot: there a malformed cu_seqlens gives
+ *    unspecified outputs and states for its sequences, but every access stays inside the given
+ *    views (its values are clamped to [0, T]). A num_accepted outside 1..Tn skips its row on
+ *    every backend, as a padding slot does. `stream` is a cudaStream_t / hipStream_t (NULL: default
  *    stream) and is ignored by the CPU backend.
  *  - Thread safety: distinct contexts may be used concurrently. Run calls on the same context must
  *    not overlap in time (the CPU backend owns one thread pool per context). Layer objects are

@@ -276,6 +276,54 @@ TEST(BadInputs, NormAndFp8) {
   }
 }
 
+// Malformed cu_seqlens contents: the CPU backend rejects them; a GPU backend cannot read them on
+// the host, so its kernels clamp them to [0, T] -- the call succeeds with unspecified outputs,
+// and every access stays inside the views (the simulator's ASan build and compute-sanitizer's
+// memcheck see any that does not; session 29's fuzzing found the conv's final windows reading
+// past x before the clamp).
+TEST(BadInputs, MalformedCuSeqlens) {
+  Ctx ctx;
+  const bool cpu = test_backend() == GDN_BACKEND_CPU;
+  const std::vector<std::vector<double>> bad = {{0, 9, 1000}, {0, -7, 4}, {-3, 2, 6}, {5, 1, 6}, {0, 6, 5}};
+  {
+    gdn_layer_config cfg = small_config(1, 2, 8, 8, GDN_DTYPE_BF16);
+    Layer layer(ctx.ctx, cfg);
+    const int64_t C = 2 * 8 + 16;
+    std::mt19937_64 rng(6);
+    Buf x(GDN_DTYPE_BF16, {6, C}), out(GDN_DTYPE_BF16, {6, C}), w(GDN_DTYPE_BF16, {C, 4}), st(GDN_DTYPE_BF16, {3, C, 3});
+    Buf cu(GDN_DTYPE_I32, {3}), slot(GDN_DTYPE_I32, {2});
+    x.fill_uniform(rng, -1, 1), w.fill_uniform(rng, -1, 1), st.fill_uniform(rng, -1, 1);
+    slot.set(0, 0), slot.set(1, 2);
+    for (const auto& v : bad) {
+      for (size_t i = 0; i < v.size(); ++i) cu.set(int64_t(i), v[i]);
+      auto a = make_args<gdn_conv_prefill_args>();
+      a.x = x.view(), a.out = out.view(), a.weight = w.view(), a.conv_state = st.view();
+      a.cu_seqlens = cu.view(), a.slot_idx = slot.view();
+      EXPECT_EQ(call(gdn_conv_prefill, layer.layer, &a, nullptr, 0), cpu ? GDN_ERROR_INVALID_ARGUMENT : GDN_SUCCESS)
+          << "conv_prefill, cu_seqlens " << v[0] << " " << v[1] << " " << v[2] << ": " << gdn_last_error_message();
+    }
+  }
+  {
+    gdn_layer_config cfg = small_config(2, 4, 16, 16, GDN_DTYPE_BF16);
+    Layer layer(ctx.ctx, cfg);
+    GdnCase c(cfg, {6}, 3, 3);
+    Buf cu(GDN_DTYPE_I64, {3}), slot(GDN_DTYPE_I32, {2});
+    slot.set(0, 0), slot.set(1, 2);
+    size_t bytes = 0;
+    ASSERT_EQ(gdn_prefill_workspace_size(layer.layer, 6, 2, &bytes), GDN_SUCCESS);
+    Workspace ws;
+    ws.resize(bytes);
+    for (const auto& v : bad) {
+      for (size_t i = 0; i < v.size(); ++i) cu.set(int64_t(i), v[i]);
+      auto a = make_args<gdn_prefill_args>();
+      c.fill_args(a);
+      a.cu_seqlens = cu.view(), a.slot_idx = slot.view();
+      EXPECT_EQ(call(gdn_prefill, layer.layer, &a, ws.ptr(), ws.size()), cpu ? GDN_ERROR_INVALID_ARGUMENT : GDN_SUCCESS)
+          << "prefill, cu_seqlens " << v[0] << " " << v[1] << " " << v[2] << ": " << gdn_last_error_message();
+    }
+  }
+}
+
 TEST(BadInputs, NullLayerAndArgs) {
   Ctx ctx;
   gdn_layer_config cfg = small_config(1, 1, 8, 8);

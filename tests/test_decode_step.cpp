@@ -1,5 +1,6 @@
 // gdn_decode_step (conv update -> gated delta rule -> RMSNormGated [+ FP8]) against the three
 // separate ops on the same inputs: outputs, scales and both pools must match bit for bit.
+#include "fuzz.hpp"
 #include "gdn_case.hpp"
 
 using namespace gdnt;
@@ -238,6 +239,37 @@ TEST(DecodeStepBad, RejectsAndTouchesNothing) {
   }
   auto a = good();
   EXPECT_EQ(call(gdn_decode_step, layer.layer, &a, ws.ptr(), ws.size()), GDN_SUCCESS) << gdn_last_error_message();
+}
+
+// Random bad calls (fuzz.hpp), plain and grouped (qkvz) inputs, FP8 output.
+TEST(Fuzz, DecodeStep) {
+  for (bool grouped : {false, true}) {
+    Ctx ctx;
+    gdn_layer_config cfg = small_config(2, 4, 16, 32);
+    if (grouped) cfg.input_layout = GDN_LAYOUT_GROUPED;
+    Layer layer(ctx.ctx, cfg);
+    StepCase c(cfg, 3, 7);
+    Buf out(gdn_dtype(cfg.fp8_dtype), {3, 4, 32}), scales(GDN_DTYPE_F32, {3, 1});
+    Fuzz<gdn_decode_step_args> f;
+    f.fn = gdn_decode_step;
+    f.layer = layer.layer;
+    auto& a = f.base;
+    a = make_args<gdn_decode_step_args>();
+    a.x = c.x.view(), a.conv_weight = c.conv_w.view(), a.conv_bias = c.conv_b.view(), a.conv_state = c.conv_state.view();
+    a.z = c.z_view(), a.a = c.a_view(), a.b = c.b_view(), a.A_log = c.A_log.view(), a.dt_bias = c.dt_bias.view();
+    a.state = c.state.view(), a.slot_idx = c.slot_idx.view(), a.norm_weight = c.norm_w.view();
+    a.out = out.view(), a.scales = scales.view();
+    f.bufs = {&c.x, &c.conv_w, &c.conv_b, &c.conv_state, &c.A_log, &c.dt_bias, &c.state, &c.slot_idx, &c.norm_w, &out, &scales};
+    for (Buf* b : {&c.ba, &c.z, &c.a, &c.b})
+      if (b->numel() > 0 && !b->shape.empty()) f.bufs.push_back(b);
+    using A = gdn_decode_step_args;
+    f.outs = {&A::out, &A::scales, &A::conv_state, &A::state};
+    f.index_bufs = {&c.slot_idx};
+    size_t n = 0;
+    ASSERT_EQ(gdn_decode_step_workspace_size(layer.layer, 3, &n), GDN_SUCCESS);
+    f.ws.resize(n);
+    f.run(fuzz_trials(), fuzz_seed(grouped ? 18 : 17), grouped ? "decode_step grouped" : "decode_step");
+  }
 }
 
 }  // namespace

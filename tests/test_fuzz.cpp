@@ -1,0 +1,119 @@
+// Random bad calls of the decode, prefill, conv and norm ops (tests/fuzz.hpp says what holds).
+#include "fuzz.hpp"
+#include "gdn_case.hpp"
+
+using namespace gdnt;
+
+namespace {
+
+TEST(Fuzz, Decode) {
+  Ctx ctx;
+  gdn_layer_config cfg = small_config(2, 4, 16, 16, GDN_DTYPE_BF16);
+  Layer layer(ctx.ctx, cfg);
+  GdnCase c(cfg, {3, 2}, 4, 1);
+  Buf slot(GDN_DTYPE_I32, {3, 2}), g(GDN_DTYPE_F32, {3, 2, 4}), acc(GDN_DTYPE_I32, {3});
+  for (int i = 0; i < 6; ++i) slot.set(i, i % 4);
+  for (int i = 0; i < 3; ++i) acc.set(i, 1 + i % 2);
+  Fuzz<gdn_decode_args> f;
+  f.fn = gdn_decode;
+  f.layer = layer.layer;
+  f.base = make_args<gdn_decode_args>();
+  c.fill_args(f.base);
+  f.base.slot_idx = slot.view();
+  f.base.num_accepted = acc.view();
+  f.bufs = {&c.q, &c.k, &c.v, &c.a, &c.b, &c.A_log, &c.dt_bias, &c.state, &c.out, &slot, &g, &acc};
+  f.outs = {&gdn_decode_args::out, &gdn_decode_args::state};
+  f.index_bufs = {&slot, &acc};
+  size_t bytes = 0;
+  ASSERT_EQ(gdn_decode_workspace_size(layer.layer, 3, 2, &bytes), GDN_SUCCESS);
+  f.ws.resize(bytes);
+  f.run(fuzz_trials(), fuzz_seed(11), "decode");
+}
+
+TEST(Fuzz, Prefill) {
+  Ctx ctx;
+  gdn_layer_config cfg = small_config(2, 4, 16, 16, GDN_DTYPE_BF16);
+  Layer layer(ctx.ctx, cfg);
+  GdnCase c(cfg, {10}, 3, 2);
+  Buf cu(GDN_DTYPE_I32, {3}), slot(GDN_DTYPE_I32, {2}), init(GDN_DTYPE_BOOL, {2});
+  cu.set(1, 4), cu.set(2, 10), slot.set(0, 0), slot.set(1, 2), init.set(0, 1);
+  Fuzz<gdn_prefill_args> f;
+  f.fn = gdn_prefill;
+  f.layer = layer.layer;
+  f.base = make_args<gdn_prefill_args>();
+  c.fill_args(f.base);
+  f.base.cu_seqlens = cu.view();
+  f.base.slot_idx = slot.view();
+  f.base.has_initial_state = init.view();
+  f.bufs = {&c.q, &c.k, &c.v, &c.a, &c.b, &c.A_log, &c.dt_bias, &c.state, &c.out, &cu, &slot, &init};
+  f.outs = {&gdn_prefill_args::out, &gdn_prefill_args::state};
+  f.index_bufs = {&cu, &slot, &init};
+  size_t bytes = 0;
+  ASSERT_EQ(gdn_prefill_workspace_size(layer.layer, 10, 2, &bytes), GDN_SUCCESS);
+  f.ws.resize(bytes);
+  f.run(fuzz_trials(), fuzz_seed(12), "prefill");
+}
+
+TEST(Fuzz, Conv) {
+  Ctx ctx;
+  gdn_layer_config cfg = small_config(1, 2, 8, 8, GDN_DTYPE_BF16);
+  Layer layer(ctx.ctx, cfg);
+  const int64_t C = 2 * 8 + 16;
+  std::mt19937_64 rng(4);
+  Buf x(GDN_DTYPE_BF16, {4, C}), out(GDN_DTYPE_BF16, {4, C}), w(GDN_DTYPE_BF16, {C, 4}), bias(GDN_DTYPE_BF16, {C});
+  Buf st(GDN_DTYPE_BF16, {5, C, 3}), slot(GDN_DTYPE_I32, {4}), cu(GDN_DTYPE_I64, {3}), pslot(GDN_DTYPE_I32, {2});
+  x.fill_uniform(rng, -1, 1), w.fill_uniform(rng, -1, 1), st.fill_uniform(rng, -1, 1), bias.fill_uniform(rng, -1, 1);
+  for (int i = 0; i < 4; ++i) slot.set(i, i);
+  cu.set(1, 1), cu.set(2, 4), pslot.set(1, 1);
+  {
+    Fuzz<gdn_conv_update_args> f;
+    f.fn = gdn_conv_update;
+    f.layer = layer.layer;
+    f.base = make_args<gdn_conv_update_args>();
+    f.base.x = x.view(), f.base.out = out.view(), f.base.weight = w.view(), f.base.bias = bias.view();
+    f.base.conv_state = st.view(), f.base.slot_idx = slot.view();
+    f.bufs = {&x, &out, &w, &bias, &st, &slot};
+    f.outs = {&gdn_conv_update_args::out, &gdn_conv_update_args::conv_state};
+    f.index_bufs = {&slot};
+    f.run(fuzz_trials(), fuzz_seed(13), "conv_update");
+  }
+  {
+    Fuzz<gdn_conv_prefill_args> f;
+    f.fn = gdn_conv_prefill;
+    f.layer = layer.layer;
+    f.base = make_args<gdn_conv_prefill_args>();
+    f.base.x = x.view(), f.base.out = out.view(), f.base.weight = w.view(), f.base.bias = bias.view();
+    f.base.conv_state = st.view(), f.base.cu_seqlens = cu.view(), f.base.slot_idx = pslot.view();
+    f.bufs = {&x, &out, &w, &bias, &st, &cu, &pslot};
+    f.outs = {&gdn_conv_prefill_args::out, &gdn_conv_prefill_args::conv_state};
+    f.index_bufs = {&cu, &pslot};
+    f.run(fuzz_trials(), fuzz_seed(14), "conv_prefill");
+  }
+}
+
+TEST(Fuzz, Norm) {
+  Ctx ctx;
+  gdn_layer_config cfg = small_config(1, 2, 8, 128, GDN_DTYPE_BF16);
+  Layer layer(ctx.ctx, cfg);
+  std::mt19937_64 rng(5);
+  Buf x(GDN_DTYPE_BF16, {3, 2, 128}), z(GDN_DTYPE_BF16, {3, 2, 128}), w(GDN_DTYPE_F32, {128});
+  Buf out(GDN_DTYPE_BF16, {3, 2, 128}), q(GDN_DTYPE_F8_E4M3FN, {3, 2, 128}), sc(GDN_DTYPE_F32, {3, 2});
+  x.fill_uniform(rng, -1, 1), z.fill_uniform(rng, -1, 1), w.fill_uniform(rng, -1, 1);
+  size_t bytes = 0;
+  ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, 3, &bytes), GDN_SUCCESS);
+  for (bool fp8 : {false, true}) {
+    Fuzz<gdn_norm_gated_args> f;
+    f.fn = fp8 ? gdn_norm_gated_fp8_quant : gdn_norm_gated;
+    f.layer = layer.layer;
+    f.base = make_args<gdn_norm_gated_args>();
+    f.base.x = x.view(), f.base.z = z.view(), f.base.weight = w.view();
+    f.base.out = fp8 ? q.view() : out.view();
+    if (fp8) f.base.scales = sc.view();
+    f.bufs = {&x, &z, &w, &out, &q, &sc};
+    f.outs = {&gdn_norm_gated_args::out, &gdn_norm_gated_args::scales};
+    f.ws.resize(bytes);
+    f.run(fuzz_trials(), fuzz_seed(fp8 ? 16 : 15), fp8 ? "norm_fp8" : "norm");
+  }
+}
+
+}  // namespace
