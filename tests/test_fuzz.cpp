@@ -1,4 +1,7 @@
 // Random bad calls of the decode, prefill, conv and norm ops (tests/fuzz.hpp says what holds).
+#include <climits>
+#include <cmath>
+
 #include "fuzz.hpp"
 #include "gdn_case.hpp"
 
@@ -114,6 +117,75 @@ TEST(Fuzz, Norm) {
     f.ws.resize(bytes);
     f.run(fuzz_trials(), fuzz_seed(fp8 ? 16 : 15), fp8 ? "norm_fp8" : "norm");
   }
+}
+
+// Random layer configs (each field valid, at an edge or invalid), then every workspace query with
+// random sizes: a status and a message for each refusal, no crash, and a layer for every success.
+TEST(Fuzz, LayerConfigAndWorkspaces) {
+  Ctx ctx;
+  std::mt19937_64 rng(fuzz_seed(19));
+  auto pick = [&](std::initializer_list<int64_t> v) { return *(v.begin() + rng() % v.size()); };
+  const int n = fuzz_trials() * 5;
+  int made = 0;
+  for (int trial = 0; trial < n; ++trial) {
+    gdn_layer_config c = small_config(2, 4, 16, 16);
+    for (int changes = 1 + int(rng() % 4); changes > 0; --changes) {
+      switch (rng() % 14) {
+        case 0: c.num_k_heads = int32_t(pick({0, -1, 1, 3, 16, 1 << 16, (1 << 16) + 1, INT32_MAX})); break;
+        case 1: c.num_v_heads = int32_t(pick({0, -2, 1, 6, 32, 1 << 16, INT32_MIN})); break;
+        case 2: c.head_k_dim = int32_t(pick({0, -1, 1, 7, 64, 128, 256, 1024, 1025})); break;
+        case 3: c.head_v_dim = int32_t(pick({0, -1, 1, 7, 64, 128, 256, 1024, 1025})); break;
+        case 4: c.conv_width = int32_t(pick({0, 1, 2, 4, 8, 9, -4})); break;
+        case 5: c.conv_activation = int32_t(pick({0, 1, 2, -1})); break;
+        case 6: c.act_dtype = int32_t(rng() % 14); break;
+        case 7: c.state_dtype = int32_t(rng() % 14); break;
+        case 8: c.out_dtype = int32_t(rng() % 14); break;
+        case 9: c.fp8_dtype = int32_t(rng() % 14); break;
+        case 10: c.fp8_group_size = int32_t(pick({0, -128, 1, 3, 16, 64, 128, 1 << 20})); break;
+        case 11: c.input_layout = int32_t(pick({0, 1, 2, -1})); break;
+        case 12: {
+          const float v[] = {0.0f, -1.0f, 0.5f, INFINITY, NAN, 1e-30f};
+          (rng() % 2 ? c.scale : c.norm_eps) = v[rng() % 6];
+          break;
+        }
+        default: c.prefill_precision = int32_t(pick({0, 1, 2, -1})); break;
+      }
+    }
+    gdn_layer layer = nullptr;
+    const gdn_status st = gdn_layer_create(ctx.ctx, &c, &layer);
+    if (st != GDN_SUCCESS) {
+      EXPECT_EQ(layer, nullptr) << "trial " << trial;
+      EXPECT_STRNE(gdn_last_error_message(), "") << "trial " << trial;
+      continue;
+    }
+    ASSERT_NE(layer, nullptr);
+    ++made;
+    for (int q = 0; q < 8; ++q) {
+      const int64_t sizes[] = {0, 1, 3, 64, 1 << 20, int64_t(1) << 40, -1, INT64_MAX};
+      const int64_t x = sizes[rng() % 8], y = sizes[rng() % 8];
+      size_t bytes = 12345;
+      gdn_status w;
+      switch (q) {
+        case 0: w = gdn_decode_workspace_size(layer, x, y, &bytes); break;
+        case 1: w = gdn_prefill_workspace_size(layer, x, y, &bytes); break;
+        case 2: w = gdn_conv_update_workspace_size(layer, x, y, &bytes); break;
+        case 3: w = gdn_conv_prefill_workspace_size(layer, x, y, &bytes); break;
+        case 4: w = gdn_norm_gated_workspace_size(layer, x, &bytes); break;
+        case 5: w = gdn_decode_step_workspace_size(layer, x, &bytes); break;
+        default: {
+          int64_t cd = 0;
+          w = gdn_layer_conv_dim(layer, &cd);
+          EXPECT_TRUE(w != GDN_SUCCESS || cd > 0);
+        }
+      }
+      if (w != GDN_SUCCESS) {
+        EXPECT_STRNE(gdn_last_error_message(), "") << "trial " << trial << " query " << q;
+        EXPECT_EQ(bytes, size_t(12345)) << "trial " << trial << " query " << q << ": written on failure";
+      }
+    }
+    EXPECT_EQ(gdn_layer_destroy(layer), GDN_SUCCESS);
+  }
+  EXPECT_GT(made, n / 20) << "too few valid configs";
 }
 
 }  // namespace
