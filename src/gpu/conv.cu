@@ -93,6 +93,9 @@ __global__ void __launch_bounds__(kThreads) conv_prefill_kernel(ConvProblem p, i
     int64_t start, end;
     conv_seq_range(p, n, start, end);
     if (end > t1) end = t1;
+    // Malformed cu_seqlens only: tokens before their sequence's start are left as they are (the
+    // initial window reaches back W - 1 inputs from the start, no further).
+    if (t < start) t = start;
     const int64_t slot = p.slot_idx.idx(n);
     if (end <= t) break;  // malformed cu_seqlens: nothing sane to do
     if (slot < 0 || slot >= p.state.num_slots) {
