@@ -147,17 +147,10 @@ struct Vec4 {
       for (int c = 0; c < 4; ++c) v[c] = Elem<DT>::load(h, c);
     }
   }
+  // raw() and convert() at once (any j, a multiple of 4).
   static __device__ __forceinline__ void load(const void* row, int64_t j, float (&v)[4]) {
-    if constexpr (DT == GDN_DTYPE_F32) {
-      const float4 x = *reinterpret_cast<const float4*>(static_cast<const float*>(row) + j);
-      v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w;
-    } else {
-      static_assert(sizeof(typename Elem<DT>::T) == 2, "2-byte types only");
-      const uint2 x = *reinterpret_cast<const uint2*>(static_cast<const uint16_t*>(row) + j);
-      const uint16_t h[4] = {uint16_t(x.x & 0xffffu), uint16_t(x.x >> 16), uint16_t(x.y & 0xffffu),
-                             uint16_t(x.y >> 16)};
-      for (int c = 0; c < 4; ++c) v[c] = Elem<DT>::load(h, c);
-    }
+    static_assert(DT == GDN_DTYPE_F32 || sizeof(typename Elem<DT>::T) == 2, "f32 and 2-byte types only");
+    convert(*reinterpret_cast<const Raw*>(static_cast<const typename Elem<DT>::T*>(row) + j), v);
   }
   static __device__ __forceinline__ void store(void* row, int64_t j, const float (&v)[4]) {
     if constexpr (DT == GDN_DTYPE_F32) {
