@@ -3,6 +3,7 @@
 #include <functional>
 
 #include "gdn_case.hpp"
+#include "small_ops.hpp"
 
 using namespace gdnt;
 
@@ -174,27 +175,12 @@ TEST(BadInputs, ConvUpdateAndPrefill) {
   Ctx ctx;
   gdn_layer_config cfg = small_config(1, 2, 8, 8, GDN_DTYPE_BF16);
   Layer layer(ctx.ctx, cfg);
-  const int64_t C = 2 * 8 + 16;
-  std::mt19937_64 rng(4);
-  Buf x(GDN_DTYPE_BF16, {4, C}), out(GDN_DTYPE_BF16, {4, C}), w(GDN_DTYPE_BF16, {C, 4}), st(GDN_DTYPE_BF16, {5, C, 3});
-  Buf slot(GDN_DTYPE_I32, {4}), cu(GDN_DTYPE_I64, {3}), pslot(GDN_DTYPE_I32, {2});
-  x.fill_uniform(rng, -1, 1);
-  w.fill_uniform(rng, -1, 1);
-  st.fill_uniform(rng, -1, 1);
-  out.poison();
-  for (int i = 0; i < 4; ++i) slot.set(i, i);
-  cu.set(1, 1);
-  cu.set(2, 4);
-  pslot.set(1, 1);
+  SmallConv b(4);
+  const int64_t C = SmallConv::C;
   {
     Harness<gdn_conv_update_args> h;
-    h.base = make_args<gdn_conv_update_args>();
-    h.base.x = x.view();
-    h.base.out = out.view();
-    h.base.weight = w.view();
-    h.base.conv_state = st.view();
-    h.base.slot_idx = slot.view();
-    h.outputs = {&out, &st};
+    h.base = b.update_args(false);
+    h.outputs = {&b.out, &b.st};
     h.call = [&](const gdn_conv_update_args* a, void* ws, size_t n) {
       return call(gdn_conv_update, layer.layer, a, ws, n);
     };
@@ -203,21 +189,15 @@ TEST(BadInputs, ConvUpdateAndPrefill) {
     m.push_back({"x too narrow", GDN_ERROR_BAD_SHAPE, [](A& a, size_t&, void*&) { a.x.shape[1] = C - 1; }});
     m.push_back({"weight width", GDN_ERROR_BAD_SHAPE, [](A& a, size_t&, void*&) { a.weight.shape[1] = 3; }});
     m.push_back({"state window", GDN_ERROR_BAD_SHAPE, [](A& a, size_t&, void*&) { a.conv_state.shape[2] = 4; }});
-    m.push_back({"bias size", GDN_ERROR_BAD_SHAPE, [&](A& a, size_t&, void*&) { a.bias = slot.view(); a.bias.dtype = GDN_DTYPE_BF16; }});
+    m.push_back({"bias size", GDN_ERROR_BAD_SHAPE, [&](A& a, size_t&, void*&) { a.bias = b.slot.view(); a.bias.dtype = GDN_DTYPE_BF16; }});
     m.push_back({"out rows", GDN_ERROR_BAD_SHAPE, [](A& a, size_t&, void*&) { a.out.shape[0] = 3; }});
     m.push_back({"state aliases x", GDN_ERROR_ALIASING, [](A& a, size_t&, void*&) { a.conv_state.data = a.x.data; }});
     h.run(m);
   }
   {
     Harness<gdn_conv_prefill_args> h;
-    h.base = make_args<gdn_conv_prefill_args>();
-    h.base.x = x.view();
-    h.base.out = out.view();
-    h.base.weight = w.view();
-    h.base.conv_state = st.view();
-    h.base.cu_seqlens = cu.view();
-    h.base.slot_idx = pslot.view();
-    h.outputs = {&out, &st};
+    h.base = b.prefill_args(false);
+    h.outputs = {&b.out, &b.st};
     h.call = [&](const gdn_conv_prefill_args* a, void* ws, size_t n) {
       return call(gdn_conv_prefill, layer.layer, a, ws, n);
     };
@@ -236,27 +216,14 @@ TEST(BadInputs, NormAndFp8) {
   Ctx ctx;
   gdn_layer_config cfg = small_config(1, 2, 8, 128, GDN_DTYPE_BF16);
   Layer layer(ctx.ctx, cfg);
-  std::mt19937_64 rng(5);
-  Buf x(GDN_DTYPE_BF16, {3, 2, 128}), z(GDN_DTYPE_BF16, {3, 2, 128}), w(GDN_DTYPE_F32, {128});
-  Buf out(GDN_DTYPE_BF16, {3, 2, 128}), q(GDN_DTYPE_F8_E4M3FN, {3, 2, 128}), sc(GDN_DTYPE_F32, {3, 2});
-  x.fill_uniform(rng, -1, 1);
-  z.fill_uniform(rng, -1, 1);
-  w.fill_uniform(rng, -1, 1);
-  out.poison();
-  q.poison();
-  sc.poison();
+  SmallNorm b(5);
   size_t bytes = 0;
   ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, 3, &bytes), GDN_SUCCESS);
   using A = gdn_norm_gated_args;
   for (bool fp8 : {false, true}) {
     Harness<A> h;
-    h.base = make_args<A>();
-    h.base.x = x.view();
-    h.base.z = z.view();
-    h.base.weight = w.view();
-    h.base.out = fp8 ? q.view() : out.view();
-    if (fp8) h.base.scales = sc.view();
-    h.outputs = {&out, &q, &sc};
+    h.base = b.args(fp8);
+    h.outputs = {&b.out, &b.q, &b.sc};
     h.ws.resize(bytes);
     h.call = [&, fp8](const A* a, void* ws, size_t n) {
       return fp8 ? call(gdn_norm_gated_fp8_quant, layer.layer, a, ws, n) : call(gdn_norm_gated, layer.layer, a, ws, n);
@@ -270,7 +237,7 @@ TEST(BadInputs, NormAndFp8) {
       m.push_back({"scales groups", GDN_ERROR_BAD_SHAPE, [](A& a, size_t&, void*&) { a.scales.shape[1] = 1; }});
       m.push_back({"scales aliases out", GDN_ERROR_ALIASING, [](A& a, size_t&, void*&) { a.scales.data = a.out.data; }});
     } else {
-      m.push_back({"scales given", GDN_ERROR_INVALID_ARGUMENT, [&](A& a, size_t&, void*&) { a.scales = sc.view(); }});
+      m.push_back({"scales given", GDN_ERROR_INVALID_ARGUMENT, [&](A& a, size_t&, void*&) { a.scales = b.sc.view(); }});
     }
     h.run(m);
   }

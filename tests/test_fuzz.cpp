@@ -4,6 +4,7 @@
 
 #include "fuzz.hpp"
 #include "gdn_case.hpp"
+#include "small_ops.hpp"
 
 using namespace gdnt;
 
@@ -61,35 +62,25 @@ TEST(Fuzz, Conv) {
   Ctx ctx;
   gdn_layer_config cfg = small_config(1, 2, 8, 8, GDN_DTYPE_BF16);
   Layer layer(ctx.ctx, cfg);
-  const int64_t C = 2 * 8 + 16;
-  std::mt19937_64 rng(4);
-  Buf x(GDN_DTYPE_BF16, {4, C}), out(GDN_DTYPE_BF16, {4, C}), w(GDN_DTYPE_BF16, {C, 4}), bias(GDN_DTYPE_BF16, {C});
-  Buf st(GDN_DTYPE_BF16, {5, C, 3}), slot(GDN_DTYPE_I32, {4}), cu(GDN_DTYPE_I64, {3}), pslot(GDN_DTYPE_I32, {2});
-  x.fill_uniform(rng, -1, 1), w.fill_uniform(rng, -1, 1), st.fill_uniform(rng, -1, 1), bias.fill_uniform(rng, -1, 1);
-  for (int i = 0; i < 4; ++i) slot.set(i, i);
-  cu.set(1, 1), cu.set(2, 4), pslot.set(1, 1);
+  SmallConv b(4);
   {
     Fuzz<gdn_conv_update_args> f;
     f.fn = gdn_conv_update;
     f.layer = layer.layer;
-    f.base = make_args<gdn_conv_update_args>();
-    f.base.x = x.view(), f.base.out = out.view(), f.base.weight = w.view(), f.base.bias = bias.view();
-    f.base.conv_state = st.view(), f.base.slot_idx = slot.view();
-    f.bufs = {&x, &out, &w, &bias, &st, &slot};
+    f.base = b.update_args(true);
+    f.bufs = {&b.x, &b.out, &b.w, &b.bias, &b.st, &b.slot};
     f.outs = {&gdn_conv_update_args::out, &gdn_conv_update_args::conv_state};
-    f.index_bufs = {&slot};
+    f.index_bufs = {&b.slot};
     f.run(fuzz_trials(), fuzz_seed(13), "conv_update");
   }
   {
     Fuzz<gdn_conv_prefill_args> f;
     f.fn = gdn_conv_prefill;
     f.layer = layer.layer;
-    f.base = make_args<gdn_conv_prefill_args>();
-    f.base.x = x.view(), f.base.out = out.view(), f.base.weight = w.view(), f.base.bias = bias.view();
-    f.base.conv_state = st.view(), f.base.cu_seqlens = cu.view(), f.base.slot_idx = pslot.view();
-    f.bufs = {&x, &out, &w, &bias, &st, &cu, &pslot};
+    f.base = b.prefill_args(true);
+    f.bufs = {&b.x, &b.out, &b.w, &b.bias, &b.st, &b.cu, &b.pslot};
     f.outs = {&gdn_conv_prefill_args::out, &gdn_conv_prefill_args::conv_state};
-    f.index_bufs = {&cu, &pslot};
+    f.index_bufs = {&b.cu, &b.pslot};
     f.run(fuzz_trials(), fuzz_seed(14), "conv_prefill");
   }
 }
@@ -98,21 +89,15 @@ TEST(Fuzz, Norm) {
   Ctx ctx;
   gdn_layer_config cfg = small_config(1, 2, 8, 128, GDN_DTYPE_BF16);
   Layer layer(ctx.ctx, cfg);
-  std::mt19937_64 rng(5);
-  Buf x(GDN_DTYPE_BF16, {3, 2, 128}), z(GDN_DTYPE_BF16, {3, 2, 128}), w(GDN_DTYPE_F32, {128});
-  Buf out(GDN_DTYPE_BF16, {3, 2, 128}), q(GDN_DTYPE_F8_E4M3FN, {3, 2, 128}), sc(GDN_DTYPE_F32, {3, 2});
-  x.fill_uniform(rng, -1, 1), z.fill_uniform(rng, -1, 1), w.fill_uniform(rng, -1, 1);
+  SmallNorm b(5);
   size_t bytes = 0;
   ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, 3, &bytes), GDN_SUCCESS);
   for (bool fp8 : {false, true}) {
     Fuzz<gdn_norm_gated_args> f;
     f.fn = fp8 ? gdn_norm_gated_fp8_quant : gdn_norm_gated;
     f.layer = layer.layer;
-    f.base = make_args<gdn_norm_gated_args>();
-    f.base.x = x.view(), f.base.z = z.view(), f.base.weight = w.view();
-    f.base.out = fp8 ? q.view() : out.view();
-    if (fp8) f.base.scales = sc.view();
-    f.bufs = {&x, &z, &w, &out, &q, &sc};
+    f.base = b.args(fp8);
+    f.bufs = {&b.x, &b.z, &b.w, &b.out, &b.q, &b.sc};
     f.outs = {&gdn_norm_gated_args::out, &gdn_norm_gated_args::scales};
     f.ws.resize(bytes);
     f.run(fuzz_trials(), fuzz_seed(fp8 ? 16 : 15), fp8 ? "norm_fp8" : "norm");
