@@ -62,13 +62,9 @@ size_t work_bytes(const LayerDims& d, int64_t T, int64_t N, Work* w, char* base)
   return at;
 }
 
-// Token range [start, end) of sequence n, clamped to [0, T) so that bad cu_seqlens stay in bounds.
+// Token range [start, end) of sequence n (clamped: typed.hpp: clamped_seq_range).
 __device__ inline void seq_range(const GdnProblem& p, int64_t n, int64_t& start, int64_t& end) {
-  const int64_t T = p.num_tokens;
-  start = p.cu_seqlens.idx(n);
-  end = p.cu_seqlens.idx(n + 1);
-  start = start < 0 ? 0 : (start > T ? T : start);
-  end = end < start ? start : (end > T ? T : end);
+  clamped_seq_range(p.cu_seqlens, p.num_tokens, n, start, end);
 }
 
 // Rows of one head of a [T, heads, dim] view: row(t) = base + t * stride.

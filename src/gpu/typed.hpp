@@ -182,6 +182,15 @@ inline bool state_rows_aligned(const StateView& v, int64_t n) {
   return reinterpret_cast<uintptr_t>(v.p) % (n * dtype_bytes(v.dt)) == 0 && v.s_k % n == 0 && v.s_h % n == 0 &&
          v.s_slot % n == 0;
 }
+// Token range [start, end) of sequence n of a cu_seqlens view, clamped to 0 <= start <= end <= T:
+// the host cannot check cu_seqlens (it never reads device memory), so malformed values must still
+// keep every access inside the token views (the prefill's and the conv prefill's kernels).
+__device__ inline void clamped_seq_range(const VecView& cu, int64_t T, int64_t n, int64_t& start, int64_t& end) {
+  start = cu.idx(n);
+  end = cu.idx(n + 1);
+  start = start < 0 ? 0 : (start > T ? T : start);
+  end = end < start ? start : (end > T ? T : end);
+}
 // v is contiguous and starts on a multiple of n elements (n-element vector loads from its start).
 inline bool vec_contiguous_aligned(const VecView& v, int64_t n) {
   return v.s == 1 && reinterpret_cast<uintptr_t>(v.p) % (n * dtype_bytes(v.dt)) == 0;
