@@ -12,7 +12,9 @@ struct NormCase {
   int64_t T, HK, HV, V;
   Buf x, z, weight, weight2, out, scales;
   bool grouped_z, strided_w;
-  NormCase(const gdn_layer_config& c, int64_t tokens, gdn_dtype out_dt, uint64_t seed, bool grouped, bool strided)
+  // act_w: the weight in x's dtype (as Qwen3-Next checkpoints store it), else fp32.
+  NormCase(const gdn_layer_config& c, int64_t tokens, gdn_dtype out_dt, uint64_t seed, bool grouped, bool strided,
+           bool act_w = false)
       : T(tokens), HK(c.num_k_heads), HV(c.num_v_heads), V(c.head_v_dim), grouped_z(grouped), strided_w(strided) {
     std::mt19937_64 rng(seed);
     const gdn_dtype act = gdn_dtype(c.act_dtype);
@@ -21,10 +23,10 @@ struct NormCase {
     // z lives inside a wider qkvz-like row: [T, HK, r, 2V] with z in the second half of each V pair.
     z = Buf(act, {T, HV, 2 * V});
     z.fill_uniform(rng, -4, 4);
-    weight = Buf(GDN_DTYPE_F32, {V});
+    weight = Buf(act_w ? act : GDN_DTYPE_F32, {V});
     weight.fill_uniform(rng, 0.5, 1.5);
-    if (strided_w) {  // the weight as every other float (stride 2), the floats between poisoned
-      weight2 = Buf(GDN_DTYPE_F32, {V, 2});
+    if (strided_w) {  // the weight as every other element (stride 2), the elements between poisoned
+      weight2 = Buf(weight.dt, {V, 2});
       weight2.poison();
       for (int64_t j = 0; j < V; ++j) weight2.set(2 * j, weight.get(j));
     }
@@ -84,7 +86,7 @@ struct NormCase {
 struct NormParam {
   int hk, hv, v;
   gdn_dtype act, out;
-  bool grouped, strided_w = false;
+  bool grouped, strided_w = false, act_w = false;
 };
 // Parameters are spelled out in the test name; keep ctest names short.
 void PrintTo(const NormParam&, std::ostream* os) { *os << "(see name)"; }
@@ -103,7 +105,7 @@ TEST_P(Norm, GatedMatchesOracle) {
   cfg.out_dtype = P.out;
   Layer layer(ctx.ctx, cfg);
   for (int64_t T : kNormTokens) {
-    NormCase c(cfg, T, P.out, 11 + uint64_t(T), P.grouped, P.strided_w);
+    NormCase c(cfg, T, P.out, 11 + uint64_t(T), P.grouped, P.strided_w, P.act_w);
     auto a = c.args();
     size_t bytes = 0;
     ASSERT_EQ(gdn_norm_gated_workspace_size(layer.layer, c.T, &bytes), GDN_SUCCESS);
@@ -124,7 +126,7 @@ TEST_P(Norm, Fp8QuantMatchesOracle) {
       cfg.fp8_dtype = f8;
       Layer layer(ctx.ctx, cfg);
       const bool fnuz = f8 == GDN_DTYPE_F8_E4M3FNUZ;
-      NormCase c(cfg, T, f8, 12 + uint64_t(T), P.grouped, P.strided_w);
+      NormCase c(cfg, T, f8, 12 + uint64_t(T), P.grouped, P.strided_w, P.act_w);
       const int64_t G = c.HV * c.V / cfg.fp8_group_size, gs = cfg.fp8_group_size;
       auto a = c.args();
       a.scales = c.scales_view(G);
@@ -166,7 +168,7 @@ TEST_P(Norm, RowsDoNotDependOnTheCall) {
   // ~1200 rows: two rows a worker on 3 simulated SMs.
   const int64_t T = 1200 / P.hv + 1, Ts = 3, G = P.hv * P.v / cfg.fp8_group_size;
   for (bool fp8 : {false, true}) {
-    NormCase c(cfg, T, fp8 ? gdn_dtype(cfg.fp8_dtype) : P.out, 91, P.grouped, P.strided_w);
+    NormCase c(cfg, T, fp8 ? gdn_dtype(cfg.fp8_dtype) : P.out, 91, P.grouped, P.strided_w, P.act_w);
     auto a = c.args();
     if (fp8) a.scales = c.scales_view(G);
     size_t bytes = 0;
@@ -202,6 +204,12 @@ const NormParam kNormParams[] = {
     {2, 8, 64, GDN_DTYPE_BF16, GDN_DTYPE_BF16, false},  // FP8 groups of 128 span two heads
     {2, 4, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, true, true},  // a strided weight
     {1, 3, 128, GDN_DTYPE_BF16, GDN_DTYPE_F16, true},  // odd row counts: a 16-lane worker past the end beside one in range
+    // The weight in x's dtype: the row kernel at V = 128 and 256, the general kernel at V = 64 and
+    // for a strided weight.
+    {2, 4, 128, GDN_DTYPE_BF16, GDN_DTYPE_BF16, false, false, true},
+    {2, 2, 256, GDN_DTYPE_BF16, GDN_DTYPE_F32, true, false, true},
+    {1, 3, 64, GDN_DTYPE_F16, GDN_DTYPE_F16, true, false, true},
+    {2, 4, 128, GDN_DTYPE_F16, GDN_DTYPE_BF16, true, true, true},
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, Norm, ::testing::ValuesIn(kNormParams),
                          [](const ::testing::TestParamInfo<NormParam>& i) {
@@ -209,7 +217,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Norm, ::testing::ValuesIn(kNormParams),
                            return "hk" + std::to_string(p.hk) + "_hv" + std::to_string(p.hv) + "_v" +
                                   std::to_string(p.v) + "_" + gdn_dtype_name(p.act) + "_out" +
                                   gdn_dtype_name(p.out) + (p.grouped ? "_grouped" : "_plain") +
-                                  (p.strided_w ? "_wstride2" : "");
+                                  (p.strided_w ? "_wstride2" : "") + (p.act_w ? "_wact" : "");
                          });
 
 // gdn_norm_gated_fp8_quant on contiguous buffers, with a workspace from the library's query.
