@@ -117,6 +117,20 @@ StateView state_view(Operands& ops, const gdn_layer_s& L, const gdn_tensor& t) {
   return StateView{static_cast<char*>(t.data), t.dtype, t.shape[0], t.strides[0], t.strides[1], t.strides[2]};
 }
 
+// q, k, v, the gate and the state of a decode or prefill call (gdn_decode_args or
+// gdn_prefill_args), over the leading dimensions `lead` ({B, Tn} or {T}).
+template <class Args>
+void token_inputs(Operands& ops, const gdn_layer_s& L, const Args& a, std::initializer_list<int64_t> lead,
+                  GdnProblem* p) {
+  const LayerDims& d = L.dims;
+  const int32_t act = L.cfg.act_dtype;
+  p->q = head_view(ops, a.q, "q", lead, d.HK, 0, d.K, {act}, false);
+  p->k = head_view(ops, a.k, "k", lead, d.HK, 0, d.K, {act}, false);
+  p->v = head_view(ops, a.v, "v", lead, d.HV, d.HK, d.V, {act}, false);
+  gate_views(ops, L, a.a, a.b, a.A_log, a.dt_bias, a.g, a.beta, lead, p);
+  p->state = state_view(ops, L, a.state);
+}
+
 void gdn_common(const gdn_layer_s& L, GdnProblem* p) {
   p->d = L.dims;
   p->l2norm = L.cfg.use_qk_l2norm != 0;
@@ -345,11 +359,7 @@ GDN_API gdn_status gdn_decode(gdn_layer layer, const gdn_decode_args* args, void
     check_common(a.q, "q", {act});
     if (a.q.ndim != 4) fail(GDN_ERROR_BAD_SHAPE, "q: rank %d, expected [B, Tn, HK, K]", a.q.ndim);
     const int64_t B = a.q.shape[0], Tn = a.q.shape[1];
-    p.q = head_view(ops, a.q, "q", {B, Tn}, d.HK, 0, d.K, {act}, false);
-    p.k = head_view(ops, a.k, "k", {B, Tn}, d.HK, 0, d.K, {act}, false);
-    p.v = head_view(ops, a.v, "v", {B, Tn}, d.HV, d.HK, d.V, {act}, false);
-    gate_views(ops, L, a.a, a.b, a.A_log, a.dt_bias, a.g, a.beta, {B, Tn}, &p);
-    p.state = state_view(ops, L, a.state);
+    token_inputs(ops, L, a, {B, Tn}, &p);
     check_common(a.slot_idx, "slot_idx", {GDN_DTYPE_I32});
     if (a.slot_idx.ndim == 2) {
       ops.add(a.slot_idx, "slot_idx", {GDN_DTYPE_I32}, {B, Tn}, false);
@@ -391,11 +401,7 @@ GDN_API gdn_status gdn_prefill(gdn_layer layer, const gdn_prefill_args* args, vo
     check_common(a.q, "q", {act});
     if (a.q.ndim != 3) fail(GDN_ERROR_BAD_SHAPE, "q: rank %d, expected [T, HK, K]", a.q.ndim);
     const int64_t T = a.q.shape[0];
-    p.q = head_view(ops, a.q, "q", {T}, d.HK, 0, d.K, {act}, false);
-    p.k = head_view(ops, a.k, "k", {T}, d.HK, 0, d.K, {act}, false);
-    p.v = head_view(ops, a.v, "v", {T}, d.HV, d.HK, d.V, {act}, false);
-    gate_views(ops, L, a.a, a.b, a.A_log, a.dt_bias, a.g, a.beta, {T}, &p);
-    p.state = state_view(ops, L, a.state);
+    token_inputs(ops, L, a, {T}, &p);
     int64_t N = 0;
     p.cu_seqlens = cu_seqlens_view(ops, L, a.cu_seqlens, T, &N);
     ops.add(a.slot_idx, "slot_idx", {GDN_DTYPE_I32}, {N}, false);
