@@ -44,6 +44,12 @@ __global__ void __launch_bounds__(kThreads) conv_update_kernel(ConvProblem p) {
     if (j < W - 1) Elem<ST>::store(p.state.at(slot, c, 0), j * p.state.s_w, win[j]);
 }
 
+// Token range [start, end) of sequence n, clamped to the rows (typed.hpp: clamped_seq_range; a
+// prefill's tokens_per_seq is its total row count).
+__device__ inline void seq_range(const ConvProblem& p, int64_t n, int64_t& start, int64_t& end) {
+  clamped_seq_range(p.cu_seqlens, p.tokens_per_seq, n, start, end);
+}
+
 // Sequence of token t: the n with cu[n] <= t < cu[n+1] (binary search; with malformed cu_seqlens
 // some n, whose clamped range the caller checks).
 __device__ int64_t sequence_of(const ConvProblem& p, int64_t t) {
@@ -80,7 +86,7 @@ __global__ void __launch_bounds__(kThreads) conv_prefill_kernel(ConvProblem p, i
   while (t < t1) {
     const int64_t n = sequence_of(p, t);
     int64_t start, end;
-    clamped_seq_range(p.cu_seqlens, p.tokens_per_seq, n, start, end);  // prefill: T = all rows
+    seq_range(p, n, start, end);
     if (end > t1) end = t1;
     // Malformed cu_seqlens only: tokens before their sequence's start are left as they are (the
     // initial window reaches back W - 1 inputs from the start, no further).
@@ -114,7 +120,7 @@ __global__ void __launch_bounds__(kThreads) conv_final_state_kernel(ConvProblem 
   const int64_t slot = p.slot_idx.idx(n);
   if (slot < 0 || slot >= p.state.num_slots) return;
   int64_t start, end;
-  clamped_seq_range(p.cu_seqlens, p.tokens_per_seq, n, start, end);  // prefill: T = all rows
+  seq_range(p, n, start, end);
   const bool initial = !p.has_initial.present() || p.has_initial.idx(n) != 0;
   const int64_t col = p.d.conv_column(c);
   float win[kMaxW];
